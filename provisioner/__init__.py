@@ -1,0 +1,1 @@
+"""async-kernel provisioner: launches async-kernel processes from jupyter_client."""

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# mypy over the three import packages. The server-side folders are mapped to prefixed import
+# names by setuptools' package-dir, which mypy cannot follow through the editable-install hook,
+# so a throwaway tree of symlinks gives mypy the import names.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+tree="$(mktemp -d)"
+trap 'rm -rf "$tree"' EXIT
+ln -s "$root/async_kernel" "$tree/async_kernel"
+ln -s "$root/provisioner" "$tree/async_kernel_provisioner"
+ln -s "$root/server_extension" "$tree/async_kernel_server"
+cd "$tree"
+"$root/.venv/bin/mypy" --config-file "$root/pyproject.toml" \
+  -p async_kernel -p async_kernel_provisioner -p async_kernel_server

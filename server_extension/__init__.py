@@ -1,0 +1,1 @@
+"""async-kernel Jupyter Server extension: REST endpoints reporting Caller state per kernel."""
