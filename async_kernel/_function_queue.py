@@ -117,6 +117,7 @@ class FunctionQueue:
                         continue
                     func, args, kwargs = self.items.popleft()
                     self.running = True
+                    self.caller._active += 1
                     try:
                         result = func(*args, **kwargs)
                         del func, args, kwargs
@@ -126,6 +127,7 @@ class FunctionQueue:
                         logger.exception("queue_call of %s raised; the queue goes on", self.label)
                     finally:
                         self.running = False
+                        self.caller._active -= 1
         finally:
             self._closed = True
             self.items.clear()

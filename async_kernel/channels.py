@@ -1,0 +1,79 @@
+"""zmq sockets owned by one Caller thread each, read inside that thread's event loop.
+
+zmq sockets are not thread-safe, so every socket belongs to exactly one thread: the thread of the
+Caller that serves it. Other threads hand frames over with `send()`, which forwards them to the
+owner with `Caller.call_direct`. Reading uses the socket's edge-triggered notification fd with
+`anyio.wait_readable`, so it works on asyncio and trio alike; after every send the owner drains
+incoming messages too, because a send may consume the edge that announced them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import zmq
+
+from async_kernel.caller import Caller
+
+__all__ = ["SocketChannel"]
+
+logger = logging.getLogger("async_kernel.channels")
+
+MessageHandler = Callable[[list[bytes]], None]
+
+
+class SocketChannel:
+    """One zmq socket, its owning caller, and (for request sockets) a handler for incoming frames.
+
+    The handler runs in the owner's thread, synchronously; it must not block for long, and any
+    exception it raises is logged and dropped so one bad message cannot stop the channel.
+    """
+
+    def __init__(
+        self, name: str, socket: zmq.Socket[Any], owner: Caller, on_message: MessageHandler | None
+    ) -> None:
+        self.name = name
+        self.socket = socket
+        self.owner = owner
+        self._on_message = on_message
+        self._draining = False
+        self._owner_thread = owner.thread.ident if owner.thread is not None else None
+
+    async def serve(self) -> None:
+        """Read and dispatch messages until cancelled. Runs in the owner's loop."""
+        fd: int = self.socket.getsockopt(zmq.FD)  # type: ignore[assignment]
+        while True:
+            self._drain()
+            await anyio.wait_readable(fd)
+
+    def _drain(self) -> None:
+        if self._draining or self._on_message is None:
+            return
+        self._draining = True
+        try:
+            while self.socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:  # type: ignore[operator,arg-type]
+                frames = self.socket.recv_multipart(zmq.NOBLOCK)
+                try:
+                    self._on_message(frames)
+                except Exception:
+                    logger.exception("Error handling a message on the %s channel", self.name)
+        finally:
+            self._draining = False
+
+    def send(self, frames: list[Any]) -> None:
+        """Send `frames` from any thread; they leave in the order `send` was called per thread."""
+        if threading.get_ident() == self._owner_thread:
+            self._send_now(frames)
+        else:
+            self.owner.call_direct(self._send_now, frames)
+
+    def _send_now(self, frames: list[Any]) -> None:
+        try:
+            self.socket.send_multipart(frames, copy=False)
+        except zmq.ZMQError as e:  # e.g. EHOSTUNREACH for a vanished ROUTER peer
+            logger.warning("Could not send on the %s channel: %s", self.name, e)
+        self._drain()

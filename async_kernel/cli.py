@@ -1,0 +1,250 @@
+"""The `async-kernel` command line: manage kernelspecs and launch a kernel.
+
+```text
+async-kernel install [--user | --sys-prefix | --prefix P] [--name N] [--display-name D] [--backend B]
+async-kernel remove NAME [--user | --sys-prefix | --prefix P] [-f/--force]
+async-kernel list [--json]
+async-kernel [launch] -f CONNECTION_FILE [--backend B] [--log-level L]
+```
+
+`python -m async_kernel ...` is the same command. Without a subcommand the arguments are those
+of `launch`, which is how a kernelspec's `argv` starts the kernel.
+
+Exit codes: 0 on success, 1 when the command could not be carried out (kernelspec not found,
+permission denied), 2 for bad command-line input (unknown flag or backend, missing connection
+file); on 2 nothing has been written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+
+from async_kernel import __version__, kernelspec
+from async_kernel._backend import BACKENDS, validate_backend
+
+__all__ = ["main"]
+
+PROG = "async-kernel"
+COMMANDS = ("install", "remove", "list", "launch")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `async-kernel` command line.
+
+    Args:
+        argv: The arguments after the program name; defaults to `sys.argv[1:]`.
+
+    Returns:
+        The process exit code: 0 on success, 1 when the command failed, 2 for bad arguments
+        (after argparse has printed the usage and a message on stderr).
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or (args[0].startswith("-") and args[0] not in ("-h", "--help", "--version")):
+        # No subcommand: launch a kernel (the kernelspec argv form `-f {connection_file} ...`).
+        args.insert(0, "launch")
+    parser = _build_parser()
+    try:
+        namespace = parser.parse_args(args)
+    except SystemExit as exit_:
+        # argparse exits 2 on bad input and 0 after --help/--version.
+        return exit_.code if isinstance(exit_.code, int) else 2
+    handler: Callable[[argparse.Namespace], int] = namespace.handler
+    return handler(namespace)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=(
+            "A Jupyter kernel for Python on anyio (asyncio or trio). Manage its kernelspecs, or "
+            "launch a kernel: without a subcommand the arguments are those of 'launch'."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    install = commands.add_parser(
+        "install",
+        help="install a kernelspec",
+        description=(
+            "Install (or replace) an async-kernel kernelspec that runs this Python "
+            f"({sys.executable}). Without a location option it goes to the system-wide "
+            "Jupyter data directory."
+        ),
+    )
+    _add_location_arguments(install, "install")
+    install.add_argument(
+        "--name",
+        type=_name_argument,
+        help="kernelspec name (default: 'async', or 'async-trio' with --backend trio)",
+    )
+    install.add_argument(
+        "--display-name",
+        help="name shown in kernel pickers (default: 'Python 3 (async)' or 'Python 3 (async, trio)')",
+    )
+    _add_backend_argument(install)
+    install.set_defaults(handler=_install)
+
+    remove = commands.add_parser(
+        "remove",
+        help="remove a kernelspec",
+        description=(
+            "Remove an installed kernelspec. Without a location option the one Jupyter would "
+            "use is removed. Kernelspecs not written by async-kernel are kept unless --force."
+        ),
+    )
+    remove.add_argument("name", metavar="NAME", help="kernelspec name")
+    _add_location_arguments(remove, "remove")
+    remove.add_argument(
+        "-f",
+        "--force",
+        action="store_true",
+        help="remove it even if it is not an async-kernel kernelspec",
+    )
+    remove.set_defaults(handler=_remove)
+
+    list_ = commands.add_parser(
+        "list",
+        help="list kernelspecs",
+        description="List the kernelspecs Jupyter finds; async-kernel's are marked with '*'.",
+    )
+    list_.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    list_.set_defaults(handler=_list)
+
+    launch = commands.add_parser(
+        "launch",
+        help="launch a kernel (the default when no subcommand is given)",
+        description="Launch a kernel that serves the ports in a connection file.",
+    )
+    launch.add_argument(
+        "-f",
+        "--connection-file",
+        required=True,
+        metavar="PATH",
+        help="the JSON connection file written by the launching Jupyter client",
+    )
+    _add_backend_argument(launch)
+    launch.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        default="WARNING",
+        metavar="LEVEL",
+        help=f"logging level, one of {', '.join(LOG_LEVELS)} (default: WARNING)",
+    )
+    launch.set_defaults(handler=_launch)
+    return parser
+
+
+def _add_location_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--user", action="store_true", help=f"{verb} in the user's Jupyter data directory"
+    )
+    where.add_argument(
+        "--sys-prefix",
+        action="store_true",
+        help=f"{verb} in this environment ({sys.prefix})",
+    )
+    where.add_argument("--prefix", metavar="PREFIX", help=f"{verb} in PREFIX/share/jupyter")
+
+
+def _add_backend_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--backend",
+        type=_backend_argument,
+        default="asyncio",
+        metavar="{" + ",".join(BACKENDS) + "}",
+        help="the event loop the kernel runs (default: asyncio)",
+    )
+
+
+def _backend_argument(value: str) -> str:
+    try:
+        return validate_backend(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _name_argument(value: str) -> str:
+    try:
+        return kernelspec.validate_name(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _prefix(args: argparse.Namespace) -> str | None:
+    prefix: str | None = sys.prefix if args.sys_prefix else args.prefix
+    return prefix
+
+
+def _fail(command: str, message: str) -> int:
+    print(f"{PROG} {command}: error: {message}", file=sys.stderr)
+    return 1
+
+
+def _install(args: argparse.Namespace) -> int:
+    try:
+        path = kernelspec.install(
+            name=args.name,
+            display_name=args.display_name,
+            backend=args.backend,
+            user=args.user,
+            prefix=_prefix(args),
+        )
+    except PermissionError as e:
+        return _fail(
+            "install",
+            f"{e}. Installing system-wide needs write access there; "
+            "use --user or --sys-prefix instead.",
+        )
+    except (OSError, ValueError) as e:
+        return _fail("install", str(e))
+    print(f"Installed kernelspec {args.name or kernelspec.default_name(args.backend)} in {path}")
+    return 0
+
+
+def _remove(args: argparse.Namespace) -> int:
+    try:
+        path = kernelspec.remove(args.name, user=args.user, prefix=_prefix(args), force=args.force)
+    except (kernelspec.KernelSpecNotFoundError, kernelspec.NotAsyncKernelSpecError) as e:
+        return _fail("remove", str(e.args[0]))
+    except (OSError, ValueError) as e:
+        return _fail("remove", str(e))
+    print(f"Removed kernelspec {args.name.lower()} from {path}")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    specs = kernelspec.list_specs()
+    if args.json:
+        print(json.dumps([asdict(spec) for spec in specs], indent=2))
+        return 0
+    if not specs:
+        print("No kernelspecs found.")
+        return 0
+    rows = [("", "NAME", "BACKEND", "PATH")]
+    rows += [("*" if s.is_async else "", s.name, s.backend or "-", s.path) for s in specs]
+    name_width = max(len(row[1]) for row in rows)
+    backend_width = max(len(row[2]) for row in rows)
+    for mark, name, backend, path in rows:
+        print(f"{mark:1} {name:<{name_width}}  {backend:<{backend_width}}  {path}")
+    print("\n* async-kernel kernelspec")
+    return 0
+
+
+def _launch(args: argparse.Namespace) -> int:
+    # Imported here: the kernel runtime (zmq, IPython) is only needed to launch.
+    from async_kernel.app import run_kernel
+
+    result = run_kernel(
+        connection_file=args.connection_file,
+        backend=args.backend,
+        log_level=args.log_level,
+    )
+    return result if isinstance(result, int) else 0

@@ -1,0 +1,134 @@
+"""Publishing on iopub, and `sys.stdout` / `sys.stderr` batched into few stream messages.
+
+[IOPub][async_kernel.iostream.IOPub] serialises a message in the producing thread and hands the
+frames to the iopub socket's owner. Before any other message goes out, buffered stream text is
+flushed, so output keeps the order the cell produced it in.
+
+[OutStream][async_kernel.iostream.OutStream] appends writes to a buffer (cheap, thread-safe) and
+publishes them on a short interval, at `flush()`, and before any other iopub message. Text goes
+to the request found in the writer's context (`current_parent`), else to the latest execute
+request, so output from threads and callers reaches the cell that started the work.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from async_kernel.caller import Caller
+from async_kernel.channels import SocketChannel
+from async_kernel.messaging import Message, Messenger, current_parent
+
+__all__ = ["IOPub", "OutStream"]
+
+
+class IOPub:
+    """Sends iopub messages from any thread through the iopub socket's owner."""
+
+    def __init__(self, channel: SocketChannel, messenger: Messenger) -> None:
+        self._channel = channel
+        self._messenger = messenger
+        self.streams: list[OutStream] = []
+
+    def publish(
+        self,
+        msg_type: str,
+        content: dict[str, Any],
+        parent: Message | None,
+        *,
+        metadata: dict[str, Any] | None = None,
+        buffers: Sequence[bytes | memoryview] | None = None,
+        flush_streams: bool = True,
+    ) -> Message:
+        """Publish a message addressed to `parent`; stream text buffered so far goes first."""
+        if flush_streams:
+            for stream in self.streams:
+                stream.flush()
+        msg = self._messenger.build(msg_type, content, parent, metadata=metadata)
+        self._channel.send(self._messenger.frames(msg, [msg_type.encode()], buffers))
+        return msg
+
+    def status(self, state: str, parent: Message | None) -> None:
+        """Publish `status` (busy / idle / starting) for `parent`."""
+        self.publish("status", {"execution_state": state}, parent, flush_streams=state != "busy")
+
+
+class OutStream(io.TextIOBase):
+    """A text stream whose writes become batched `stream` messages on iopub. Thread-safe."""
+
+    interval: float = 0.05
+    """Seconds between the first buffered write and its automatic flush."""
+
+    max_buffered: int = 1 << 20
+    """Characters buffered before a write flushes at once."""
+
+    def __init__(
+        self,
+        name: str,
+        iopub: IOPub,
+        flusher: Caller,
+        default_parent: Callable[[], Message | None],
+    ) -> None:
+        super().__init__()
+        self.name = name
+        self._iopub = iopub
+        self._flusher = flusher
+        self._default_parent = default_parent
+        self._lock = threading.Lock()
+        self._chunks: list[tuple[Message | None, str]] = []
+        self._size = 0
+        self._flush_scheduled = False
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return "utf-8"
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, s: str) -> int:
+        if not isinstance(s, str):
+            raise TypeError(f"write() argument must be str, not {type(s).__name__}")
+        if not s:
+            return 0
+        parent = current_parent.get() or self._default_parent()
+        with self._lock:
+            self._chunks.append((parent, s))
+            self._size += len(s)
+            schedule = not self._flush_scheduled
+            self._flush_scheduled = True
+            overflow = self._size >= self.max_buffered
+        if overflow:
+            self.flush()
+        elif schedule:
+            try:
+                self._flusher.call_later(self.interval, self.flush)
+            except RuntimeError:  # iopub is shutting down: flush now instead
+                self.flush()
+        return len(s)
+
+    def flush(self) -> None:
+        """Publish everything buffered now, one message per run of text with the same parent."""
+        with self._lock:
+            chunks, self._chunks = self._chunks, []
+            self._size = 0
+            self._flush_scheduled = False
+            if not chunks:
+                return
+            # Publishing inside the lock keeps the order of concurrent flushes on the wire.
+            start = 0
+            for i in range(1, len(chunks) + 1):
+                if i == len(chunks) or chunks[i][0] is not chunks[start][0]:
+                    text = "".join(text for _, text in chunks[start:i])
+                    self._iopub.publish(
+                        "stream",
+                        {"name": self.name, "text": text},
+                        chunks[start][0],
+                        flush_streams=False,
+                    )
+                    start = i

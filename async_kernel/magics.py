@@ -1,0 +1,62 @@
+"""`%callers`: the kernel's Caller state, as the REST endpoint reports it."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from IPython.core.magic import Magics, line_magic, magics_class
+
+if TYPE_CHECKING:
+    from async_kernel.kernel import Kernel
+
+__all__ = ["CallerMagics", "format_caller_state"]
+
+
+def format_caller_state(state: dict[str, Any]) -> str:
+    """A readable table of a `caller_state_reply` content."""
+    lines = [
+        f"pid {state['pid']}  backend {state['backend']}  started {state['started']}  "
+        f"execution_count {state['execution_count']}",
+        "",
+        "shell queues:",
+    ]
+    for q in state["shell"]["queues"]:
+        running = f"running for {q['running_for']:.3f}s" if q["running"] else "idle"
+        lines.append(f"  {q['msg_type']:<18} pending {q['pending']:<4} {running}")
+    lines += ["", "callers:"]
+    header = f"  {'name':<28} {'backend':<8} {'state':<9} {'sched':>5} {'active':>6} {'idle-w':>6}"
+    lines.append(header)
+    for c in state["callers"]:
+        flags = " protected" if c["protected"] else ""
+        flags += " worker" if c["worker"] else ""
+        lines.append(
+            f"  {c['name']:<28} {c['backend']:<8} {c.get('state', ''):<9} {c['scheduled']:>5} "
+            f"{c['active']:>6} {c['idle_workers']:>6}{flags}"
+        )
+        for q in c["queues"]:
+            running = "running" if q["running"] else "idle"
+            lines.append(f"      queue {q['function']}: pending {q['pending']}, {running}")
+    return "\n".join(lines)
+
+
+@magics_class
+class CallerMagics(Magics):
+    """Magics that show what runs inside this kernel."""
+
+    def __init__(self, shell: Any, kernel: Kernel) -> None:
+        super().__init__(shell)
+        self._kernel = kernel
+
+    @line_magic
+    def callers(self, line: str = "") -> dict[str, Any] | None:
+        """Print the kernel's callers, threads and queues (`%callers --json` for the raw JSON).
+
+        The same content the control channel's `caller_state_request` returns.
+        """
+        state = self._kernel.caller_state()
+        if line.strip() == "--json":
+            print(json.dumps(state, indent=2))
+        else:
+            print(format_caller_state(state))
+        return None

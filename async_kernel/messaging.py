@@ -1,0 +1,109 @@
+"""Building, signing and parsing Jupyter messages with `jupyter_client.session.Session`.
+
+A [Messenger][async_kernel.messaging.Messenger] turns content into signed frames in whichever
+thread produces a message, so the threads that own zmq sockets only move bytes. Each receiving
+thread gets its own Session (`Messenger.receiver()`): Session keeps a replay-protection history
+that must not be mutated from two threads at once.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from jupyter_client.session import Session
+
+__all__ = ["Message", "Messenger", "current_parent"]
+
+logger = logging.getLogger("async_kernel.messaging")
+
+Message = dict[str, Any]
+"""A deserialized Jupyter message: header, parent_header, metadata, content, buffers."""
+
+current_parent: contextvars.ContextVar[Message | None] = contextvars.ContextVar(
+    "async_kernel_parent", default=None
+)
+"""The request whose handling is running in this context: output is addressed to it.
+
+It follows work wherever the Caller system carries the context (call_soon, to_thread, queues)
+and into threads started from a cell, so output reaches the cell that started the work.
+"""
+
+
+class Messenger:
+    """Signs and serialises outgoing messages; parses and verifies incoming ones."""
+
+    def __init__(self, *, key: bytes, signature_scheme: str, username: str = "kernel") -> None:
+        self._key = key
+        self._signature_scheme = signature_scheme
+        self._username = username
+        self.session = self._new_session()
+
+    def _new_session(self) -> Session:
+        return Session(
+            key=self._key, signature_scheme=self._signature_scheme, username=self._username
+        )
+
+    def receiver(self) -> Messenger:
+        """A Messenger with its own Session (and replay history), for one receiving thread."""
+        twin = Messenger.__new__(Messenger)
+        twin._key = self._key
+        twin._signature_scheme = self._signature_scheme
+        twin._username = self._username
+        twin.session = self._new_session()
+        twin.session.session = self.session.session  # one kernel session id on every channel
+        return twin
+
+    def parse(self, frames: Sequence[bytes]) -> tuple[list[bytes], Message]:
+        """Split routing identities from a message and verify and deserialise it.
+
+        Raises:
+            ValueError: bad signature, replayed signature, malformed frames or JSON.
+        """
+        try:
+            idents, msg_list = self.session.feed_identities(list(frames), copy=True)
+            msg = self.session.deserialize(msg_list, content=True, copy=True)
+        except ValueError:
+            raise
+        except Exception as e:  # KeyError, TypeError, JSONDecodeError, UnicodeDecodeError ...
+            raise ValueError(f"malformed message: {type(e).__name__}: {e}") from e
+        if not isinstance(msg.get("content"), dict) or not isinstance(msg.get("header"), dict):
+            raise ValueError("malformed message: header and content must be JSON objects")
+        return idents, msg
+
+    def build(
+        self,
+        msg_type: str,
+        content: dict[str, Any],
+        parent: Message | None,
+        *,
+        metadata: dict[str, Any] | None = None,
+    ) -> Message:
+        """A new message addressed to `parent` (a request) or to nobody."""
+        return self.session.msg(msg_type, content=content, parent=parent or {}, metadata=metadata)
+
+    def frames(
+        self,
+        msg: Message,
+        idents: Sequence[bytes] | None = None,
+        buffers: Sequence[bytes | memoryview] | None = None,
+    ) -> list[Any]:
+        """Signed wire frames for `msg`, routing identities first and buffers last."""
+        frames: list[Any] = self.session.serialize(msg, ident=list(idents) if idents else None)
+        if buffers:
+            frames.extend(buffers)
+        return frames
+
+    def reply_frames(
+        self,
+        msg_type: str,
+        content: dict[str, Any],
+        parent: Message,
+        idents: Sequence[bytes],
+        *,
+        metadata: dict[str, Any] | None = None,
+    ) -> list[Any]:
+        """Signed frames of a reply to `parent`, routed back to `idents`."""
+        return self.frames(self.build(msg_type, content, parent, metadata=metadata), idents)
