@@ -18,11 +18,12 @@ import itertools
 import logging
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Iterable
 from typing import Any, ClassVar, Literal, ParamSpec, TypeVar, overload
 
 import anyio
 import anyio.abc
+import sniffio
 
 from async_kernel._backend import (
     Backend,
@@ -101,6 +102,31 @@ class Caller:
     _worker_numbers: ClassVar[itertools.count[int]] = itertools.count(1)
 
     get = _HybridGet()
+    """Return a running caller: ``Caller.get(*, name=None, thread=None, backend=None, protected=False)``.
+
+    A classmethod on the class and a method on an instance (the new caller's parent).
+
+    - ``Caller.get()`` inside a running asyncio/trio loop: this thread's caller, created for
+      the running loop if needed (named after the thread).
+    - ``Caller.get(name=..., backend=...)``: the running caller with that name, else a new
+      daemon thread named `name` running a new event loop of `backend` (default: the
+      current thread's backend, else asyncio). Blocks until the new caller is running.
+    - ``Caller.get(thread=t)``: the caller running in thread `t`.
+    - Called on an instance, ``parent.get(name=...)``: a newly created caller becomes a child
+      of `parent` (listed in `parent.children`, stopped when `parent` stops).
+
+    Thread-safe.
+
+    Args:
+        name (str | None): The caller's name (and its thread's name when a thread is started).
+        thread (threading.Thread | None): Look the caller up by thread instead of by name.
+        backend (str | None): "asyncio" or "trio", for a new thread.
+        protected (bool): A protected caller ignores `stop()` unless forced.
+
+    Raises:
+        ValueError: `name` and `thread` together, or an unknown backend.
+        RuntimeError: nothing to return (no loop in this thread, no caller in `thread`).
+    """
 
     def __init__(
         self,
@@ -280,6 +306,9 @@ class Caller:
                 self._ready.set()
                 await self._schedule_until_stopping()
                 tg.cancel_scope.cancel()
+            # `stopped` means the whole tree has stopped: stop() asked the children already.
+            for child in self.children:
+                await child.stopped
         finally:
             self._task_group = None
             if (
@@ -293,7 +322,8 @@ class Caller:
         assert waker is not None
         while True:
             self._wake_pending = False
-            while inbox:
+            # Once stopping, start nothing more: what is left is cancelled by _finish.
+            while inbox and self._state is not _State.STOPPING:
                 item = inbox.popleft()
                 if type(item) is tuple:
                     func, args, kwargs = item
@@ -310,7 +340,7 @@ class Caller:
     def _start(self, pending: Pending[Any]) -> None:
         if not pending._claim_start():
             return
-        context = pending._context or contextvars.copy_context()
+        context = self._own_context(pending._context or contextvars.copy_context())
         if pending._delay > 0:
             self._delayed += 1
             assert self._task_group is not None
@@ -329,6 +359,15 @@ class Caller:
         else:
             pending._set_result(result)
 
+    def _own_context(self, context: contextvars.Context) -> contextvars.Context:
+        """Make `context`, copied in the submitting thread, name this caller's backend.
+
+        The copy carries the submitter's sniffio library name (`anyio.run` sets it), which would
+        make sniffio and anyio see the wrong backend here (trio inside an asyncio caller).
+        """
+        context.run(sniffio.current_async_library_cvar.set, self._backend)
+        return context
+
     def _call_sync(self, pending: Pending[Any], func: Callable[..., Any]) -> Any:
         _current_pending.set(pending)
         self._active += 1
@@ -343,6 +382,14 @@ class Caller:
         if counted:
             self._active += 1
         cancelled_exc = anyio.get_cancelled_exc_class()
+
+        def uncount() -> None:
+            # Called before the Pending completes: whoever sees it done sees it no longer active.
+            nonlocal counted
+            if counted:
+                self._active -= 1
+                counted = False
+
         try:
             with anyio.CancelScope() as scope:
                 pending._canceller = lambda: self._call_in_loop(scope.cancel)
@@ -363,18 +410,20 @@ class Caller:
                 else:
                     result = await awaitable
         except cancelled_exc:
+            uncount()
             pending._set_cancelled()
             raise
         except BaseException as exc:
+            uncount()
             pending._set_exception(exc)
         else:
+            uncount()
             if scope.cancelled_caught:
                 pending._set_cancelled()
             else:
                 pending._set_result(result)
         finally:
-            if counted:
-                self._active -= 1
+            uncount()
 
     def _finish(self) -> None:
         """Mark stopped, cancel what never started, and unregister. Runs once, in any thread."""
@@ -592,7 +641,7 @@ class Caller:
 
     def _start_queue(self, queue: FunctionQueue, context: contextvars.Context) -> None:
         assert self._task_group is not None
-        context.run(self._task_group.start_soon, queue.run)
+        self._own_context(context).run(self._task_group.start_soon, queue.run)
 
     def queue_close(self, func: Callable[..., Any]) -> None:
         """End the queue of `func`: cancel its running call and drop what waits. Thread-safe."""
@@ -605,8 +654,8 @@ class Caller:
     def stop(self, *, force: bool = False) -> bool:
         """Stop the caller: running calls are cancelled, unstarted ones complete as cancelled,
         and children stop too. Returns at once; await [stopped][async_kernel.Caller.stopped] to
-        wait for the end. A protected caller ignores this unless `force` is True (then False is
-        returned). Thread-safe and idempotent.
+        wait for the end (set once the children have stopped as well). A protected caller
+        ignores this, returning False, unless `force` is True. Thread-safe and idempotent.
         """
         with self._registry_lock:
             if self._protected and not force:
@@ -642,14 +691,17 @@ class Caller:
 
     async def as_completed(
         self, pendings: Iterable[Pending[Any]], *, timeout: float | None = None
-    ) -> AsyncIterator[Pending[Any]]:
+    ) -> AsyncGenerator[Pending[Any], None]:
         """Yield each Pending as it completes (any backend, any thread).
 
-        Raises TimeoutError if they are not all done within `timeout` seconds.
+        Raises TimeoutError if they are not all done within `timeout` seconds of the iteration's
+        start. No cancel scope stays open across a `yield`, so breaking out of the loop early
+        is safe on trio and asyncio.
         """
         remaining = set(pendings)
         finished: deque[Pending[Any]] = deque()
         current: list[ThreadsafeEvent] = [ThreadsafeEvent()]
+        deadline = None if timeout is None else anyio.current_time() + timeout
 
         def on_done(p: Pending[Any]) -> None:
             finished.append(p)
@@ -658,16 +710,17 @@ class Caller:
         for p in remaining:
             p.add_done_callback(on_done)
         try:
-            with anyio.fail_after(timeout):
-                while remaining:
+            while remaining:
+                if not finished:
+                    event = current[0] = ThreadsafeEvent()
                     if not finished:
-                        event = current[0] = ThreadsafeEvent()
-                        if not finished:
+                        left = None if deadline is None else deadline - anyio.current_time()
+                        with anyio.fail_after(left):
                             await event
-                    p = finished.popleft()
-                    if p in remaining:
-                        remaining.discard(p)
-                        yield p
+                p = finished.popleft()
+                if p in remaining:
+                    remaining.discard(p)
+                    yield p
         finally:
             for p in remaining:
                 p.remove_done_callback(on_done)
@@ -688,15 +741,23 @@ class Caller:
             raise ValueError(f"Invalid return_when: {return_when!r}")
         todo = set(pendings)
         done: set[Pending[Any]] = {p for p in todo if p.done()}
-        if not todo - done:
-            return done, set()
+
+        def enough(finished: Iterable[Pending[Any]]) -> bool:
+            if return_when == "FIRST_COMPLETED":
+                return any(True for _ in finished)
+            if return_when == "FIRST_EXCEPTION":
+                return any(p.cancelled() or p.exception() is not None for p in finished)
+            return False
+
+        if not todo - done or enough(done):  # like asyncio.wait: already enough, return now
+            return done, todo - done
         with anyio.move_on_after(timeout):
-            async for p in self.as_completed(todo - done):
-                done.add(p)
-                if return_when == "FIRST_COMPLETED":
-                    break
-                if return_when == "FIRST_EXCEPTION" and (p.cancelled() or p.exception()):
-                    break
+            # aclosing: leaving early closes the generator here, in this task.
+            async with contextlib.aclosing(self.as_completed(todo - done)) as completed:
+                async for p in completed:
+                    done.add(p)
+                    if enough((p,)):
+                        break
         return done, todo - done
 
     # --- public API: introspection ---------------------------------------------------------
