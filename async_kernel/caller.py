@@ -149,7 +149,9 @@ class Caller:
         self._handle: LoopHandle | None = None
         self._waker: Waker | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
-        self._inbox: deque[Pending[Any] | _DirectCall] = deque()
+        # Calls to start (what `scheduled` counts) and call_direct bookkeeping, kept apart.
+        self._inbox: deque[Pending[Any]] = deque()
+        self._direct: deque[_DirectCall] = deque()
         self._wake_pending = False
         self._ready = threading.Event()
         self._stopped = ThreadsafeEvent()
@@ -329,18 +331,17 @@ class Caller:
         if self._task_group is None:  # `_main` has not started yet: it drains first thing
             return
         self._wake_pending = False
-        inbox = self._inbox
+        inbox, direct = self._inbox, self._direct
         # Once stopping, start nothing more: what is left is cancelled by _finish.
-        while inbox and self._state is not _State.STOPPING:
-            item = inbox.popleft()
-            if type(item) is tuple:
-                func, args, kwargs = item
+        while (inbox or direct) and self._state is not _State.STOPPING:
+            while direct:
+                func, args, kwargs = direct.popleft()
                 try:
                     func(*args, **kwargs)
                 except Exception:
                     logger.exception("call_direct of %r raised", func)
-            else:
-                self._start(item)  # type: ignore[arg-type]
+            if inbox and self._state is not _State.STOPPING:
+                self._start(inbox.popleft())
         if self._state is _State.STOPPING and self._waker is not None:
             self._waker.wake()
 
@@ -490,13 +491,13 @@ class Caller:
         self._stopped.set()
 
     def _cancel_inbox(self) -> None:
+        self._direct.clear()
         while True:
             try:
                 item = self._inbox.popleft()
             except IndexError:
                 return
-            if type(item) is not tuple:
-                item.cancel(f"Caller {self._name!r} stopped")  # type: ignore[union-attr]
+            item.cancel(f"Caller {self._name!r} stopped")
 
     def _forget_child(self, child: Caller) -> None:
         with self._registry_lock, contextlib.suppress(ValueError):
@@ -514,10 +515,11 @@ class Caller:
         handle = self._handle
         return handle is not None and handle.thread_id == threading.get_ident()
 
-    def _submit(self, item: Pending[Any] | _DirectCall) -> None:
+    def _submit(self, item: Any, queue: deque[Any]) -> None:
+        """Put `item` on `queue` (the inbox or the direct deque) and make sure a drain follows."""
         if self._state is _State.STOPPING or self._state is _State.STOPPED:
             raise CallerStoppedError(f"Caller {self._name!r} is stopped; it accepts no new calls")
-        self._inbox.append(item)
+        queue.append(item)
         if not self._wake_pending:
             self._wake_pending = True
             handle = self._handle
@@ -566,7 +568,7 @@ class Caller:
         pending: Pending[Any] = Pending(
             func, args, kwargs, caller=self, context=contextvars.copy_context()
         )
-        self._submit(pending)
+        self._submit(pending, self._inbox)
         return pending
 
     @overload
@@ -597,7 +599,7 @@ class Caller:
             context=contextvars.copy_context(),
             delay=max(delay, 1e-9),
         )
-        self._submit(pending)
+        self._submit(pending, self._inbox)
         return pending
 
     def call_direct(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> None:
@@ -605,7 +607,7 @@ class Caller:
 
         For short, non-blocking bookkeeping. Exceptions are logged. Thread-safe.
         """
-        self._submit((func, args, kwargs))
+        self._submit((func, args, kwargs), self._direct)
 
     @overload
     def to_thread(

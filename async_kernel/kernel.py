@@ -90,6 +90,7 @@ class Kernel:
         self._input_waiter: Pending[str] | None = None
         self._stdin_route: tuple[Idents, Message, bool] | None = None
         self.interrupts = InterruptController()
+        self._kernel_info_content: dict[str, Any] | None = None
 
     # --- life cycle --------------------------------------------------------------------------
 
@@ -172,13 +173,46 @@ class Kernel:
         sys.stdout = self.stdout
         sys.stderr = self.stderr
         self.shell = KernelShell.instance(iopub=self.iopub, kernel=self)
-        self.shell.display_page = True
+        self._defer_history_writes()
         self.comm_manager = install_comms(self.iopub)
         from async_kernel.magics import CallerMagics
 
         self.shell.register_magics(CallerMagics(self.shell, kernel=self))
         self._patch_input()
         self.interrupts.install(self.shell_caller)
+
+    def _defer_history_writes(self) -> None:
+        """Write input history to its database when the kernel goes idle, not after every cell.
+
+        IPython's saving thread holds the history cache lock while it writes to sqlite, so the
+        next cell's `store_inputs` waits for that write: measured, that was the largest cost of
+        an empty cell. Writing once the execute queue has been idle for a moment keeps history
+        durable within `history_write_delay` seconds of the last cell, and off the hot path.
+        """
+        manager = self.shell.history_manager
+        if manager is not None and manager.enabled:
+            manager.db_cache_size = 1_000_000
+        self._history_write_scheduled = False
+
+    history_write_delay: float = 0.5
+    """Seconds of execute-queue idleness before input history is written to its database."""
+
+    def _schedule_history_write(self) -> None:
+        if not self._history_write_scheduled:
+            self._history_write_scheduled = True
+            self.shell_caller.call_later(self.history_write_delay, self._write_history_if_idle)
+
+    def _write_history_if_idle(self) -> None:
+        self._history_write_scheduled = False
+        if self.execute_stats.pending or self.execute_stats.running_since is not None:
+            self._schedule_history_write()
+            return
+        manager = self.shell.history_manager
+        if manager is not None and manager.db_input_cache:
+            if manager.save_flag is not None:
+                manager.save_flag.set()
+            else:
+                manager.writeout_cache()
 
     def _default_parent(self) -> Message | None:
         return self.last_execute_parent
@@ -311,6 +345,11 @@ class Kernel:
     # --- requests that run no user code ------------------------------------------------------
 
     def _kernel_info(self, msg: Message) -> dict[str, Any]:
+        if self._kernel_info_content is None:  # constant for the kernel's life: build it once
+            self._kernel_info_content = self._build_kernel_info()
+        return self._kernel_info_content
+
+    def _build_kernel_info(self) -> dict[str, Any]:
         return {
             "status": "ok",
             "protocol_version": jupyter_client.protocol_version,
@@ -417,6 +456,9 @@ class Kernel:
                 raw=raw,
                 output=output,
             )
+            # IPython numbers this session's rows 0; tail and search give its real number.
+            current = manager.session_number
+            history = [(session or current, line, entry) for session, line, entry in history]
         elif kind == "search":
             history = manager.search(
                 content.get("pattern", "*"),
@@ -482,7 +524,7 @@ class Kernel:
         self.last_execute_parent = msg
         if number <= self._abort_through:
             self.iopub.status("busy", msg)
-            reply = {"status": "aborted", "execution_count": self.shell.execution_count}
+            reply = {"status": "aborted", "execution_count": self.shell.execution_count - 1}
             self._reply(self.shell_channel, self.messenger, "execute_reply", reply, msg, idents)
             self.iopub.status("idle", msg)
             return
@@ -492,7 +534,7 @@ class Kernel:
         except Exception as e:  # a kernel bug: the client still gets its reply
             logger.exception("Error executing a cell")
             reply = _error_content(type(e).__name__, str(e))
-            reply["execution_count"] = self.shell.execution_count
+            reply["execution_count"] = self.shell.execution_count - 1
         finally:
             stats.running_since = None
         if reply["status"] == "error" and content.get("stop_on_error", True):
@@ -501,6 +543,8 @@ class Kernel:
         self.stderr.flush()
         self._reply(self.shell_channel, self.messenger, "execute_reply", reply, msg, idents)
         self.iopub.status("idle", msg)
+        if not stats.pending:
+            self._schedule_history_write()
 
     async def _execute(
         self, idents: Idents, msg: Message, content: dict[str, Any]
@@ -508,22 +552,24 @@ class Kernel:
         shell = self.shell
         code = str(content.get("code", ""))
         silent = bool(content.get("silent", False))
-        store_history = bool(content.get("store_history", not silent))
+        # The spec forces store_history off for silent requests.
+        store_history = not silent and bool(content.get("store_history", True))
         self.iopub.status("busy", msg)
-        if not silent:
-            self.iopub.publish(
-                "execute_input", {"code": code, "execution_count": shell.execution_count}, msg
-            )
-        self._stdin_route = (idents, msg, bool(content.get("allow_stdin", False)))
-        shell.last_error = None
-        cell_id = msg.get("metadata", {}).get("cellId")
         result = None
-        preprocessing_error = None
-        try:
-            transformed = shell.transform_cell(code)
-        except Exception:
-            transformed, preprocessing_error = code, sys.exc_info()
+        # Interruptible from before execute_input: a client may interrupt as soon as it sees it.
         with self.interrupts.cell(msg["header"].get("msg_id")) as scope:
+            if not silent:
+                self.iopub.publish(
+                    "execute_input", {"code": code, "execution_count": shell.execution_count}, msg
+                )
+            self._stdin_route = (idents, msg, bool(content.get("allow_stdin", False)))
+            shell.last_error = None
+            cell_id = msg.get("metadata", {}).get("cellId")
+            preprocessing_error = None
+            try:
+                transformed = shell.transform_cell(code)
+            except Exception:
+                transformed, preprocessing_error = code, sys.exc_info()
             result = await shell.run_cell_async(
                 code,
                 store_history=store_history,
@@ -534,13 +580,18 @@ class Kernel:
             )
         self._stdin_route = None
         interrupted = scope.cancel_called
-        count = shell.execution_count - 1 if store_history else shell.execution_count
+        # The counter counts cells stored in history; IPython has moved it past the last one.
+        count = shell.execution_count - 1
         if not silent:
             self.execution_count = count
         failed = result is None or not result.success or interrupted
         if failed:
             error = shell.last_error
-            if error is None or (interrupted and error.get("ename") != "KeyboardInterrupt"):
+            raised = None if result is None else result.error_before_exec or result.error_in_exec
+            if error is None and not interrupted and raised is not None:
+                # Shown without a traceback (e.g. a UsageError): name it as raised.
+                error = {"ename": type(raised).__name__, "evalue": str(raised), "traceback": []}
+            elif error is None or (interrupted and error.get("ename") != "KeyboardInterrupt"):
                 error = {"ename": "KeyboardInterrupt", "evalue": "", "traceback": []}
                 if interrupted and shell.last_error is None:
                     self.iopub.publish("error", error, msg)

@@ -21,7 +21,8 @@ from typing import Any
 import psutil
 import zmq
 from jupyter_client import KernelManager
-from jupyter_client.session import Session
+
+from async_kernel.messaging import KernelSession
 
 KERNELS: dict[str, list[str]] = {
     "ipykernel": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
@@ -58,7 +59,13 @@ class Client:
 
     def __init__(self, km: KernelManager) -> None:
         info = km.get_connection_info()
-        self.session = Session(key=info["key"], signature_scheme=info["signature_scheme"])
+        # The same lean client for every kernel: Session without date parsing, orjson packing.
+        self.session = KernelSession(
+            key=info["key"],
+            signature_scheme=info["signature_scheme"],
+            packer="orjson",
+            unpacker="orjson",
+        )
         self.ctx = zmq.Context()
         url = f"tcp://{info['ip']}:"
         self.shell = self.ctx.socket(zmq.DEALER)

@@ -1,1 +1,35 @@
-"""async-kernel provisioner: launches async-kernel processes from jupyter_client."""
+"""async-kernel provisioner: launches async-kernel processes from jupyter_client.
+
+Runs in the Jupyter server process and imports only jupyter_client (and the wire contract in
+`async_kernel.wire`), never the kernel runtime.
+
+- `async_kernel_provisioner.AsyncKernelProvisioner`: the
+  ``async-kernel-provisioner`` kernel provisioner.
+- `async_kernel_provisioner.ControlAsker`: ask any kernel over its control channel.
+- the errors, drawn as a hierarchy in `async_kernel_provisioner.errors`.
+"""
+
+from async_kernel_provisioner.async_provisioner import BACKENDS, AsyncKernelProvisioner
+from async_kernel_provisioner.control import ControlAsker
+from async_kernel_provisioner.errors import (
+    AsyncKernelError,
+    InvalidBackend,
+    KernelNotAlive,
+    KernelReplyError,
+    NoAnswerInTime,
+    NotAnAsyncKernel,
+    UnknownKernel,
+)
+
+__all__ = [
+    "BACKENDS",
+    "AsyncKernelError",
+    "AsyncKernelProvisioner",
+    "ControlAsker",
+    "InvalidBackend",
+    "KernelNotAlive",
+    "KernelReplyError",
+    "NoAnswerInTime",
+    "NotAnAsyncKernel",
+    "UnknownKernel",
+]

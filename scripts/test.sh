@@ -7,6 +7,7 @@ bash scripts/setup-env.sh dev
 export PATH="$root/.venv/bin:$PATH"
 # Kernels and servers started by the tests must not read the developer's own Jupyter config.
 export JUPYTER_PLATFORM_DIRS=1
+export NO_MKDOCS_2_WARNING=1
 
 echo "== ruff"
 ruff check .

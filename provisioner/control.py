@@ -1,0 +1,218 @@
+"""Ask a kernel over its control channel: send a request, await the reply to *that* request.
+
+[ControlAsker][async_kernel_provisioner.control.ControlAsker] wraps one jupyter_client kernel
+client (``AsyncKernelClient``, or anything with the same channel API, such as jupyter_server's
+Gateway client) and only ever uses its control channel: ``send(msg)`` and ``get_msg(timeout)``.
+It never touches raw sockets or process ids, so it works wherever the client works. Used by the
+provisioner's ``caller_state()`` and by the server extension.
+
+Many requests may be in flight at once on one asker: a single reader task takes replies off the
+channel and hands each to the request whose ``msg_id`` is its ``parent_header.msg_id``; replies
+nobody waits for (late answers to timed-out requests, replies to other clients) are dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from queue import Empty
+from typing import Any
+
+from jupyter_core.utils import ensure_async
+
+from async_kernel.wire import CALLER_STATE_REPLY, CALLER_STATE_REQUEST
+from async_kernel_provisioner.errors import (
+    AsyncKernelError,
+    KernelNotAlive,
+    KernelReplyError,
+    NoAnswerInTime,
+)
+
+__all__ = ["DIGEST_HISTORY_SIZE", "ControlAsker"]
+
+log = logging.getLogger(__name__)
+
+DIGEST_HISTORY_SIZE = 1024
+"""How many received message signatures an asker's session keeps to refuse replayed replies."""
+
+_READ_SLICE = 1.0
+"""Seconds the reader waits for a message before checking whether anyone still waits."""
+
+
+class ControlAsker:
+    """Requests and replies over one kernel client's control channel.
+
+    Not thread-safe: use it from the one asyncio event loop that first sends a request (the
+    Jupyter server's loop). The control channel is started on first use and closed by
+    [close][async_kernel_provisioner.control.ControlAsker.close].
+
+    Args:
+        client: a jupyter_client kernel client with an asyncio control channel. The asker owns it
+            from now on: ``close()`` stops its channels. Give it a session of its own (same key,
+            own session id), so its socket identity never collides with another client's.
+        is_alive: answers whether the kernel process is alive; asked before each request and
+            while waiting, so a dead kernel raises
+            [KernelNotAlive][async_kernel_provisioner.errors.KernelNotAlive] at once instead of
+            a timeout.
+        liveness_interval: seconds between ``is_alive`` checks while a request waits.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        is_alive: Callable[[], Awaitable[bool]],
+        liveness_interval: float = 0.25,
+    ) -> None:
+        self.client = client
+        # The session remembers the signature of every message it receives, to refuse replays,
+        # up to 65536 of them (several MiB) by default: bound it for a long-lived asker.
+        session = client.session
+        session.digest_history_size = min(session.digest_history_size, DIGEST_HISTORY_SIZE)
+        self._is_alive = is_alive
+        self._liveness_interval = liveness_interval
+        self._started = False
+        self._closed = False
+        self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._reader: asyncio.Task[None] | None = None
+
+    @property
+    def closed(self) -> bool:
+        """True once [close][async_kernel_provisioner.control.ControlAsker.close] was called."""
+        return self._closed
+
+    async def request(
+        self, msg_type: str, content: dict[str, Any] | None = None, *, timeout: float
+    ) -> dict[str, Any]:
+        """Send ``msg_type`` on the control channel and return the reply message.
+
+        Args:
+            msg_type: the request's message type, e.g. ``"caller_state_request"``.
+            content: the request's content (``{}`` when omitted).
+            timeout: seconds to wait for the reply.
+
+        Returns:
+            The whole reply message (``header``, ``parent_header``, ``content``, ...).
+
+        Raises:
+            KernelNotAlive: the kernel process is not alive (checked before sending and while
+                waiting).
+            NoAnswerInTime: no reply within ``timeout`` while the process stayed alive.
+            AsyncKernelError: the asker was closed.
+
+        Cancellation: cancelling the awaiting task forgets the request; a late reply is dropped.
+        """
+        if self._closed:
+            raise AsyncKernelError("the connection to the kernel was closed")
+        if not await self._is_alive():
+            raise KernelNotAlive("the kernel process is not alive")
+        if not self._started:
+            await ensure_async(
+                self.client.start_channels(
+                    shell=False, iopub=False, stdin=False, hb=False, control=True
+                )
+            )
+            self._started = True
+        loop = asyncio.get_running_loop()
+        msg = self.client.session.msg(msg_type, content or {})
+        msg_id: str = msg["header"]["msg_id"]
+        reply: asyncio.Future[dict[str, Any]] = loop.create_future()
+        self._waiting[msg_id] = reply
+        try:
+            self.client.control_channel.send(msg)
+            if self._reader is None or self._reader.done():
+                self._reader = loop.create_task(self._read_replies())
+            deadline = loop.time() + timeout
+            while not reply.done():
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                await asyncio.wait([reply], timeout=min(remaining, self._liveness_interval))
+                if not reply.done() and not await self._is_alive():
+                    raise KernelNotAlive(f"the kernel process died while waiting for {msg_type}")
+            if reply.done():
+                return reply.result()
+            if not await self._is_alive():
+                raise KernelNotAlive(f"the kernel process died while waiting for {msg_type}")
+            raise NoAnswerInTime(f"the kernel did not answer {msg_type} within {timeout:g} s")
+        finally:
+            self._waiting.pop(msg_id, None)
+
+    async def caller_state(self, *, timeout: float) -> dict[str, Any]:
+        """Ask for the kernel's Caller state and return the ``caller_state_reply`` content.
+
+        Raises:
+            KernelNotAlive: see [request][async_kernel_provisioner.control.ControlAsker.request].
+            NoAnswerInTime: see [request][async_kernel_provisioner.control.ControlAsker.request].
+            KernelReplyError: the reply is not a ``caller_state_reply`` with ``status: "ok"``.
+        """
+        reply = await self.request(CALLER_STATE_REQUEST, {}, timeout=timeout)
+        return _ok_content(reply, CALLER_STATE_REPLY)
+
+    async def kernel_info(self, *, timeout: float) -> dict[str, Any]:
+        """Send ``kernel_info_request`` on control and return the ``kernel_info_reply`` content.
+
+        Raises:
+            KernelNotAlive: see [request][async_kernel_provisioner.control.ControlAsker.request].
+            NoAnswerInTime: see [request][async_kernel_provisioner.control.ControlAsker.request].
+            KernelReplyError: the reply is not a ``kernel_info_reply`` with ``status: "ok"``.
+        """
+        reply = await self.request("kernel_info_request", {}, timeout=timeout)
+        return _ok_content(reply, "kernel_info_reply")
+
+    def close(self) -> None:
+        """Stop the reader, fail requests still waiting, and stop the client's channels.
+
+        Idempotent. Call it from the event loop the asker runs in.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if self._reader is not None and not self._reader.done():
+            with contextlib.suppress(RuntimeError):  # its event loop is already closed
+                self._reader.cancel()
+        self._fail_waiting(AsyncKernelError("the connection to the kernel was closed"))
+        if self._started:
+            with contextlib.suppress(Exception):
+                self.client.stop_channels()
+
+    async def _read_replies(self) -> None:
+        """Route replies to waiting requests by parent msg_id while any request waits."""
+        channel = self.client.control_channel
+        while self._waiting and not self._closed:
+            try:
+                msg = await channel.get_msg(timeout=_READ_SLICE)
+            except Empty:
+                continue
+            except asyncio.CancelledError:
+                raise
+            except ValueError as exc:  # bad signature or malformed frames: drop that message
+                log.warning("dropped a malformed control reply: %s", exc)
+                continue
+            except Exception as exc:  # the channel is unusable (closed socket, ...)
+                self._fail_waiting(AsyncKernelError(f"the control channel failed: {exc!r}"))
+                return
+            parent_id = (msg.get("parent_header") or {}).get("msg_id")
+            waiter = self._waiting.get(parent_id) if isinstance(parent_id, str) else None
+            if waiter is not None and not waiter.done():
+                waiter.set_result(msg)
+            else:
+                log.debug("dropped a control reply nobody waits for: %s", msg.get("msg_type"))
+
+    def _fail_waiting(self, exc: BaseException) -> None:
+        for waiter in self._waiting.values():
+            if not waiter.done():
+                waiter.set_exception(exc)
+
+
+def _ok_content(reply: dict[str, Any], expected_type: str) -> dict[str, Any]:
+    msg_type = reply.get("header", {}).get("msg_type") or reply.get("msg_type")
+    content = reply.get("content")
+    if msg_type != expected_type or not isinstance(content, dict):
+        raise KernelReplyError(f"expected {expected_type}, the kernel sent {msg_type}")
+    if content.get("status", "ok") != "ok":
+        detail = content.get("evalue") or content.get("ename") or content.get("status")
+        raise KernelReplyError(f"the kernel answered {expected_type} with an error: {detail}")
+    return content
