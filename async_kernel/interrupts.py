@@ -6,7 +6,9 @@ An `interrupt_request` arrives on the control thread. It does two things:
 2. signals the shell thread with SIGINT. The kernel's SIGINT handler raises KeyboardInterrupt
    only if user code is executing at that instant (a cell's frame is on the interrupted stack),
    so a cell that blocks the thread gets KeyboardInterrupt where it is, and the event loop's own
-   machinery is never hit.
+   machinery is never hit. A signal that lands before the cell's code has started (IPython is
+   still compiling it) would be lost, so the signal is repeated every `RESIGNAL_INTERVAL`
+   seconds until the cell's code has received it or the cell has ended.
 
 The kernel installs its handler before the event loop starts, so neither asyncio nor trio
 installs its own (which would cancel the whole kernel on SIGINT). Stray SIGINTs (Ctrl-C in the
@@ -28,6 +30,9 @@ from async_kernel.caller import Caller
 __all__ = ["InterruptController", "is_cell_frame"]
 
 CELL_FILENAME_PREFIX = "<ipython-input-"
+
+RESIGNAL_INTERVAL = 0.1
+"""Seconds between repeated SIGINTs while an interrupt waits for the cell's code to receive it."""
 
 
 def is_cell_frame(frame: FrameType | None) -> bool:
@@ -66,6 +71,12 @@ class InterruptController:
                 self._cell_id, self._scope = None, None
                 self._armed = False
 
+    @property
+    def cancelled(self) -> bool:
+        """Whether an interrupt has cancelled the running cell's scope. Shell thread only."""
+        scope = self._scope
+        return scope is not None and scope.cancel_called
+
     def interrupt(self) -> None:
         """Interrupt the running cell, if any. Callable from any thread."""
         scope, cell_id, shell = self._scope, self._cell_id, self._shell
@@ -80,6 +91,17 @@ class InterruptController:
         with contextlib.suppress(RuntimeError):
             shell.call_direct(cancel_if_same_cell)
         if self._main_thread_id is not None and shell.thread is threading.main_thread():
+            signal.pthread_kill(self._main_thread_id, signal.SIGINT)
+            threading.Thread(
+                target=self._resignal, args=(scope,), name="InterruptResignal", daemon=True
+            ).start()
+
+    def _resignal(self, scope: anyio.CancelScope) -> None:
+        """Repeat SIGINT while the interrupt of the cell of `scope` has not been delivered."""
+        pause = threading.Event()
+        while not pause.wait(RESIGNAL_INTERVAL):
+            if not self._armed or self._scope is not scope or self._main_thread_id is None:
+                return
             signal.pthread_kill(self._main_thread_id, signal.SIGINT)
 
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:

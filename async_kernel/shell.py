@@ -8,8 +8,11 @@ message addressed to the request in the current context.
 from __future__ import annotations
 
 import sys
+import traceback
 from typing import TYPE_CHECKING, Any
 
+import anyio
+from IPython.core import page
 from IPython.core.displayhook import DisplayHook
 from IPython.core.displaypub import DisplayPublisher
 from IPython.core.interactiveshell import InteractiveShell
@@ -87,6 +90,19 @@ class KernelShell(InteractiveShell):
     def init_virtualenv(self) -> None:  # the kernel's interpreter is what the spec chose
         pass
 
+    def init_hooks(self) -> None:
+        """IPython's hooks, with `obj?` and `%page` sent to the client's pager.
+
+        They become a `page` payload of the execute_reply, which clients show in a pager and do
+        not save in the notebook, as the messaging spec intends for introspection output.
+        """
+        super().init_hooks()
+        self.set_hook("show_in_pager", page.as_hook(self._page), 99)
+
+    def _page(self, strng: str | dict[str, Any], start: int = 0, *args: Any, **kwargs: Any) -> None:
+        data = strng if isinstance(strng, dict) else {"text/plain": strng}
+        self.payloads().write_payload({"source": "page", "data": data, "start": max(0, start)})
+
     def enable_gui(self, gui: str | None = None) -> None:
         """No GUI event loop integration: the kernel's loop is asyncio or trio."""
         if gui:
@@ -102,7 +118,34 @@ class KernelShell(InteractiveShell):
             parent = self.kernel.last_execute_parent
         return parent
 
+    def showtraceback(
+        self,
+        exc_tuple: tuple[type[BaseException], BaseException, Any] | None = None,
+        filename: str | None = None,
+        tb_offset: int | None = None,
+        exception_only: bool = False,
+        running_compiled_code: bool = False,
+    ) -> None:
+        """IPython's, but exception groups (from task groups) are published as errors too.
+
+        IPython only prints those to stderr, which would leave the cell with no error output.
+        """
+        try:
+            etype, value, tb = self._get_exc_info(exc_tuple)
+        except ValueError:
+            etype = value = tb = None
+        if value is not None and not exception_only and _contains_exception_group(value):
+            text = "".join(traceback.format_exception(etype, value, tb))
+            self._showtraceback(etype, value, text.splitlines())
+            return
+        super().showtraceback(exc_tuple, filename, tb_offset, exception_only, running_compiled_code)
+
     def _showtraceback(self, etype: Any, evalue: Any, stb: list[str]) -> None:
+        if self._cancelled_by_interrupt(evalue):
+            # The interrupt of an awaiting cell cancels it; show it as for a blocking cell.
+            tb = evalue.__traceback__
+            etype, evalue = KeyboardInterrupt, KeyboardInterrupt()
+            stb = self.InteractiveTB.structured_traceback(etype, evalue, tb)
         content = {
             "ename": getattr(etype, "__name__", str(etype)),
             "evalue": str(evalue),
@@ -112,6 +155,15 @@ class KernelShell(InteractiveShell):
         sys.stderr.flush()
         self.iopub.publish("error", content, self.parent_message())
         self.last_error = content
+
+    def _cancelled_by_interrupt(self, evalue: Any) -> bool:
+        kernel = self.kernel
+        if kernel is None or not kernel.interrupts.cancelled:
+            return False
+        try:
+            return isinstance(evalue, anyio.get_cancelled_exc_class())
+        except Exception:  # no async library detected in this context
+            return False
 
     def ask_exit(self) -> None:
         """`exit()` in a cell asks the client to shut the kernel down."""
@@ -126,3 +178,12 @@ class KernelShell(InteractiveShell):
         manager = self.payload_manager
         assert manager is not None
         return manager
+
+
+def _contains_exception_group(value: BaseException | None) -> bool:
+    """True if `value` or an exception in its `__context__` chain is an exception group."""
+    while value is not None:
+        if isinstance(value, BaseExceptionGroup):
+            return True
+        value = value.__context__
+    return False

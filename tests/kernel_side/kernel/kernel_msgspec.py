@@ -1,0 +1,223 @@
+"""Checks that a Jupyter message follows the messaging spec 5.4 (and the caller_state contract).
+
+Built on the content schemas of `jupyter_kernel_test.msgspec_v5` (spec 5.x),
+with what it lacks or gets wrong for 5.4 added here: exact header fields and version, the
+parent's msg_id, `aborted` execute replies, boolean `password` in `input_request`, comm
+messages, `usage_reply`, `debug_reply` and the project's own `caller_state_reply`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import re
+from typing import Any
+
+from jsonschema import Draft4Validator
+from jupyter_kernel_test.msgspec_v5 import (
+    get_error_reply_validator,
+    get_msg_content_validator,
+    reply_msgs_using_status,
+)
+
+PROTOCOL_VERSION = "5.4"
+"""The messaging protocol version every message from the kernel must carry."""
+
+MINOR_VERSION = 4
+"""Newer than jupyter_kernel_test's schemas (5.1): fields added since then are allowed."""
+
+Message = dict[str, Any]
+
+HEADER_FIELDS = ("msg_id", "username", "session", "date", "msg_type", "version")
+ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
+
+
+def check_message(
+    msg: Message, msg_type: str | None = None, parent_id: str | None = None
+) -> Message:
+    """Assert `msg` is a well-formed spec 5.4 message (of `msg_type`, answering `parent_id`).
+
+    Returns `msg`, so a check can wrap the expression that produced it.
+    """
+    for part in ("header", "parent_header", "metadata", "content"):
+        assert isinstance(msg.get(part), dict), f"{part} is not an object: {msg!r}"
+    header = msg["header"]
+    missing = [f for f in HEADER_FIELDS if f not in header]
+    assert not missing, f"header lacks {missing}: {header!r}"
+    for field in ("msg_id", "username", "session", "msg_type", "version"):
+        assert isinstance(header[field], str), f"header.{field} is not a string: {header!r}"
+    assert header["msg_id"], "empty msg_id"
+    assert isinstance(header["date"], datetime.datetime | str), header
+    assert header["version"] == PROTOCOL_VERSION, header
+    assert msg.get("msg_id", header["msg_id"]) == header["msg_id"]
+    assert msg.get("msg_type", header["msg_type"]) == header["msg_type"]
+    actual_type = header["msg_type"]
+    if msg_type is not None:
+        assert actual_type == msg_type, f"expected {msg_type}, got {actual_type}: {msg!r}"
+    if parent_id is not None:
+        got = msg["parent_header"].get("msg_id")
+        assert got == parent_id, f"{actual_type} answers {got!r}, not {parent_id!r}"
+    check_content(actual_type, msg["content"])
+    return msg
+
+
+def check_content(msg_type: str, content: dict[str, Any]) -> None:
+    """Assert `content` is valid for `msg_type`."""
+    status = content.get("status")
+    if msg_type.endswith("_reply") and status == "error":
+        _check_error_reply(content)
+        return
+    if msg_type == "execute_reply" and status == "aborted":
+        _check_aborted(content)
+        return
+    special = _CONTENT_CHECKS.get(msg_type)
+    if special is not None:
+        special(content)
+        return
+    if msg_type in reply_msgs_using_status:
+        assert status == "ok", f"{msg_type} status {status!r} is not ok, error or aborted"
+    _content_validator(msg_type).validate(content)
+    if msg_type == "kernel_info_reply":
+        _check_kernel_info(content)
+
+
+@functools.cache
+def _content_validator(msg_type: str) -> Draft4Validator:
+    """jupyter_kernel_test's schema for `msg_type` (KeyError if it has none), built once."""
+    return get_msg_content_validator(msg_type, MINOR_VERSION)
+
+
+@functools.cache
+def _error_reply_validator() -> Draft4Validator:
+    return get_error_reply_validator(MINOR_VERSION)
+
+
+def _check_error_reply(content: dict[str, Any]) -> None:
+    _error_reply_validator().validate(content)
+    assert all(isinstance(line, str) for line in content["traceback"])
+
+
+def _check_aborted(content: dict[str, Any]) -> None:
+    assert content["status"] == "aborted"
+    if "execution_count" in content:
+        assert _is_int(content["execution_count"])
+
+
+def _check_kernel_info(content: dict[str, Any]) -> None:
+    info = content["language_info"]
+    for field in ("name", "version", "mimetype", "file_extension"):
+        assert isinstance(info.get(field), str), f"language_info.{field}: {info!r}"
+    features = content.get("supported_features", [])
+    assert isinstance(features, list)
+    assert all(isinstance(f, str) for f in features)
+    for link in content.get("help_links", []):
+        assert isinstance(link.get("text"), str)
+        assert isinstance(link.get("url"), str)
+
+
+def _check_input_request(content: dict[str, Any]) -> None:
+    assert isinstance(content.get("prompt"), str), content
+    assert isinstance(content.get("password"), bool), content
+
+
+def _check_comm(content: dict[str, Any], *extra: str) -> None:
+    assert isinstance(content.get("comm_id"), str), content
+    assert isinstance(content.get("data"), dict), content
+    for field in extra:
+        assert isinstance(content.get(field), str), content
+
+
+def _check_usage(content: dict[str, Any]) -> None:
+    assert isinstance(content.get("hostname"), str), content
+    assert _is_int(content.get("pid")), content
+    assert _is_number(content.get("kernel_cpu")), content
+    assert _is_int(content.get("kernel_memory")), content
+    assert _is_number(content.get("host_cpu_percent")), content
+    assert _is_int(content.get("cpu_count")), content
+    memory = content.get("host_virtual_memory")
+    assert isinstance(memory, dict), content
+    for field in ("total", "available", "percent", "used", "free"):
+        assert _is_number(memory.get(field)), memory
+
+
+def check_caller_state(content: dict[str, Any]) -> None:
+    """Assert `content` is a `caller_state_reply` exactly as the wire contract requires."""
+    assert content.get("status") == "ok", content
+    assert _is_int(content.get("version")), content
+    assert content["version"] == 1, content
+    assert _is_int(content.get("pid")), content
+    assert content.get("backend") in ("asyncio", "trio"), content
+    assert isinstance(content.get("started"), str), content
+    assert ISO_UTC.match(content["started"]), content["started"]
+    assert _is_int(content.get("execution_count")), content
+    shell = content.get("shell")
+    assert isinstance(shell, dict), content
+    assert isinstance(shell.get("queues"), list), content
+    for row in shell["queues"]:
+        _check_shell_queue_row(row)
+    callers = content.get("callers")
+    assert isinstance(callers, list), content
+    assert callers, "no callers"
+    for caller in callers:
+        _check_caller_row(caller)
+
+
+def _check_shell_queue_row(row: dict[str, Any]) -> None:
+    assert isinstance(row.get("msg_type"), str), row
+    assert _is_optional(str, row, "subshell_id"), row
+    assert _is_count(row.get("pending")), row
+    assert isinstance(row.get("running"), bool), row
+    assert "running_for" in row, row
+    if row["running"]:
+        assert _is_number(row["running_for"]), row
+        assert row["running_for"] >= 0, row
+    else:
+        assert row["running_for"] is None, row
+
+
+def _check_caller_row(row: dict[str, Any]) -> None:
+    assert isinstance(row.get("name"), str), row
+    assert _is_optional(int, row, "thread_id"), row
+    assert row.get("backend") in ("asyncio", "trio"), row
+    for flag in ("running", "protected", "worker"):
+        assert isinstance(row.get(flag), bool), (flag, row)
+    assert _is_optional(str, row, "parent"), row
+    assert isinstance(row.get("children"), list), row
+    assert all(isinstance(name, str) for name in row["children"]), row
+    for counter in ("idle_workers", "scheduled", "active"):
+        assert _is_count(row.get(counter)), (counter, row)
+    assert isinstance(row.get("queues"), list), row
+    for queue in row["queues"]:
+        assert isinstance(queue.get("function"), str), queue
+        assert _is_count(queue.get("pending")), queue
+        assert isinstance(queue.get("running"), bool), queue
+
+
+def _is_optional(kind: type, row: dict[str, Any], field: str) -> bool:
+    """The field is present, and null or of `kind` (never a bool standing in for an int)."""
+    if field not in row:
+        return False
+    value = row[field]
+    return value is None or (isinstance(value, kind) and not isinstance(value, bool))
+
+
+def _is_count(value: object) -> bool:
+    return _is_int(value) and value >= 0  # type: ignore[operator]
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+_CONTENT_CHECKS = {
+    "input_request": _check_input_request,
+    "comm_open": lambda c: _check_comm(c, "target_name"),
+    "comm_msg": _check_comm,
+    "comm_close": _check_comm,
+    "usage_reply": _check_usage,
+    "caller_state_reply": check_caller_state,
+}
