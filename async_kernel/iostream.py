@@ -61,8 +61,8 @@ class OutStream(io.TextIOBase):
     interval: float = 0.05
     """Seconds between the first buffered write and its automatic flush."""
 
-    max_buffered: int = 1 << 20
-    """Characters buffered before a write flushes at once."""
+    max_buffered: int = 100_000
+    """Writes buffered before a write flushes at once (bounds memory and message size)."""
 
     def __init__(
         self,
@@ -77,8 +77,10 @@ class OutStream(io.TextIOBase):
         self._flusher = flusher
         self._default_parent = default_parent
         self._lock = threading.Lock()
-        self._chunks: list[tuple[Message | None, str]] = []
-        self._size = 0
+        # Runs of consecutive writes addressed to the same parent; the last run is `_run`.
+        self._runs: list[tuple[Message | None, list[str]]] = []
+        self._run: list[str] = []
+        self._run_parent: Message | None = None
         self._flush_scheduled = False
 
     @property
@@ -92,18 +94,27 @@ class OutStream(io.TextIOBase):
         return False
 
     def write(self, s: str) -> int:
-        if not isinstance(s, str):
-            raise TypeError(f"write() argument must be str, not {type(s).__name__}")
-        if not s:
-            return 0
+        # The hot path of `print`: one short critical section, no allocation for a write to
+        # the same parent as the previous one.
+        if type(s) is not str:
+            if not isinstance(s, str):
+                raise TypeError(f"write() argument must be str, not {type(s).__name__}")
         parent = current_parent.get() or self._default_parent()
-        with self._lock:
-            self._chunks.append((parent, s))
-            self._size += len(s)
+        lock = self._lock
+        lock.acquire()  # measured: `with lock` costs twice as much here
+        try:
+            if parent is self._run_parent and self._runs:
+                run = self._run
+                run.append(s)
+            else:
+                run = self._run = [s]
+                self._run_parent = parent
+                self._runs.append((parent, run))
             schedule = not self._flush_scheduled
             self._flush_scheduled = True
-            overflow = self._size >= self.max_buffered
-        if overflow:
+        finally:
+            lock.release()
+        if len(run) >= self.max_buffered:
             self.flush()
         elif schedule:
             try:
@@ -115,20 +126,14 @@ class OutStream(io.TextIOBase):
     def flush(self) -> None:
         """Publish everything buffered now, one message per run of text with the same parent."""
         with self._lock:
-            chunks, self._chunks = self._chunks, []
-            self._size = 0
+            runs, self._runs = self._runs, []
+            self._run = []
+            self._run_parent = None
             self._flush_scheduled = False
-            if not chunks:
-                return
             # Publishing inside the lock keeps the order of concurrent flushes on the wire.
-            start = 0
-            for i in range(1, len(chunks) + 1):
-                if i == len(chunks) or chunks[i][0] is not chunks[start][0]:
-                    text = "".join(text for _, text in chunks[start:i])
+            for parent, texts in runs:
+                text = "".join(texts)
+                if text:
                     self._iopub.publish(
-                        "stream",
-                        {"name": self.name, "text": text},
-                        chunks[start][0],
-                        flush_streams=False,
+                        "stream", {"name": self.name, "text": text}, parent, flush_streams=False
                     )
-                    start = i

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import contextvars
 import hmac
+import itertools
 import logging
+import os
 from collections.abc import Sequence
 from typing import Any
 
-from jupyter_client.session import Session
+from jupyter_client import protocol_version
+from jupyter_client.session import Session, utcnow
+from traitlets import observe
 
 __all__ = ["KernelSession", "Message", "Messenger", "current_parent"]
 
@@ -42,6 +46,30 @@ class KernelSession(Session):
     header back, and the ISO strings serialise to the same JSON. Signature checks, replay
     protection and unpacking are Session's own.
     """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._identity_changed()
+
+    @observe("session", "username")
+    def _identity_changed(self, change: Any = None) -> None:
+        # Header fields cached as plain attributes: traitlets reads cost more than building
+        # the rest of a header (measured on the per-message hot path).
+        self._header_session = self.session
+        self._header_username = self.username
+        self._msg_id_prefix = f"{self.session}_{os.getpid()}_"
+        self._msg_numbers = itertools.count()
+
+    def msg_header(self, msg_type: str) -> dict[str, Any]:
+        """The header Session builds, from cached identity fields."""
+        return {
+            "msg_id": f"{self._msg_id_prefix}{next(self._msg_numbers)}",
+            "msg_type": msg_type,
+            "username": self._header_username,
+            "session": self._header_session,
+            "date": utcnow(),
+            "version": protocol_version,
+        }
 
     def deserialize(  # type: ignore[override]
         self, msg_list: list[bytes], content: bool = True, copy: bool = True
@@ -78,9 +106,11 @@ class Messenger:
         self._username = username
         self.session = self._new_session()
 
-    def _new_session(self) -> Session:
+    def _new_session(self, session_id: str | None = None) -> Session:
         # orjson packs and unpacks the same JSON several times faster than the json module.
+        extra = {} if session_id is None else {"session": session_id}  # one id on every channel
         return KernelSession(
+            **extra,
             key=self._key,
             signature_scheme=self._signature_scheme,
             username=self._username,
@@ -94,8 +124,7 @@ class Messenger:
         twin._key = self._key
         twin._signature_scheme = self._signature_scheme
         twin._username = self._username
-        twin.session = self._new_session()
-        twin.session.session = self.session.session  # one kernel session id on every channel
+        twin.session = self._new_session(session_id=self.session.session)
         return twin
 
     def parse(self, frames: Sequence[bytes]) -> tuple[list[bytes], Message]:
