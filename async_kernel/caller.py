@@ -81,7 +81,7 @@ class _HybridGet:
                 parent=instance, name=name, thread=thread, backend=backend, protected=protected
             )
 
-        get.__doc__ = Caller._get.__doc__
+        get.__doc__ = "Return a running caller; see the `Caller.get` documentation."
         return get
 
 
@@ -177,27 +177,7 @@ class Caller:
         backend: str | None,
         protected: bool,
     ) -> Caller:
-        """Return a running caller.
-
-        - ``Caller.get()`` inside a running asyncio/trio loop: this thread's caller, created for
-          the running loop if needed (named after the thread).
-        - ``Caller.get(name=..., backend=...)``: the running caller with that name, else a new
-          daemon thread named `name` running a new event loop of `backend` (default: the
-          current thread's backend, else asyncio). Blocks until the new caller is running.
-        - ``Caller.get(thread=t)``: the caller running in thread `t`.
-        - Called on an instance, ``parent.get(name=...)``: a newly created caller becomes a child
-          of `parent` (listed in `parent.children`, stopped when `parent` stops).
-
-        Args:
-            name: The caller's name (and its thread's name when a thread is started).
-            thread: Look the caller up by thread instead of by name.
-            backend: "asyncio" or "trio", for a new thread.
-            protected: A protected caller ignores `stop()` unless forced.
-
-        Raises:
-            ValueError: `name` and `thread` together, or an unknown backend.
-            RuntimeError: nothing to return (no loop in this thread, no caller in `thread`).
-        """
+        """What [Caller.get][async_kernel.Caller.get] does (documented there)."""
         if name is not None and thread is not None:
             raise ValueError("Caller.get() takes name= or thread=, not both")
         chosen: Backend | None = validate_backend(backend) if backend is not None else None

@@ -96,9 +96,8 @@ class OutStream(io.TextIOBase):
     def write(self, s: str) -> int:
         # The hot path of `print`: one short critical section, no allocation for a write to
         # the same parent as the previous one.
-        if type(s) is not str:
-            if not isinstance(s, str):
-                raise TypeError(f"write() argument must be str, not {type(s).__name__}")
+        if type(s) is not str and not isinstance(s, str):
+            raise TypeError(f"write() argument must be str, not {type(s).__name__}")
         parent = current_parent.get() or self._default_parent()
         lock = self._lock
         lock.acquire()  # measured: `with lock` costs twice as much here
