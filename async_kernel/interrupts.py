@@ -53,6 +53,7 @@ class InterruptController:
         self._cell_id: str | None = None
         self._scope: anyio.CancelScope | None = None
         self._armed = False
+        self._closing = False
 
     def install(self, shell: Caller) -> None:
         """Install the SIGINT handler (main thread only) and remember the shell caller."""
@@ -65,6 +66,10 @@ class InterruptController:
         """Run a cell inside a cancel scope that `interrupt()` cancels. Shell thread only."""
         with anyio.CancelScope() as scope:
             self._cell_id, self._scope = cell_id, scope
+            # Set the scope, then look at `_closing`; `close()` does the reverse. So a cell
+            # entering while the kernel shuts down is either cancelled here or seen there.
+            if self._closing:
+                scope.cancel()
             try:
                 yield scope
             finally:
@@ -76,6 +81,11 @@ class InterruptController:
         """Whether an interrupt has cancelled the running cell's scope. Shell thread only."""
         scope = self._scope
         return scope is not None and scope.cancel_called
+
+    def close(self) -> None:
+        """Interrupt the running cell and cancel any cell that starts from now on (shutdown)."""
+        self._closing = True
+        self.interrupt()
 
     def interrupt(self) -> None:
         """Interrupt the running cell, if any. Callable from any thread."""

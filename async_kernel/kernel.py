@@ -500,6 +500,10 @@ class Kernel:
 
     def _shutdown_request(self, msg: Message) -> dict[str, Any]:
         restart = bool(msg["content"].get("restart", False))
+        # Queued cells will not run, and a running cell is interrupted, so the shell thread
+        # comes back to its loop and the process exits now rather than when it is killed.
+        self._abort_through = self._received
+        self.interrupts.close()
         # Reply first (the caller of this handler sends it), then stop.
         self.control_caller.call_direct(self.request_shutdown)
         return {"status": "ok", "restart": restart}
@@ -570,14 +574,17 @@ class Kernel:
                 transformed = shell.transform_cell(code)
             except Exception:
                 transformed, preprocessing_error = code, sys.exc_info()
-            result = await shell.run_cell_async(
-                code,
-                store_history=store_history,
-                silent=silent,
-                cell_id=cell_id,
-                transformed_cell=transformed,
-                preprocessing_exc_tuple=preprocessing_error,
-            )
+            if scope.cancel_called:  # shutting down: the cell does not start
+                result = None
+            else:
+                result = await shell.run_cell_async(
+                    code,
+                    store_history=store_history,
+                    silent=silent,
+                    cell_id=cell_id,
+                    transformed_cell=transformed,
+                    preprocessing_exc_tuple=preprocessing_error,
+                )
         self._stdin_route = None
         interrupted = scope.cancel_called
         # The counter counts cells stored in history; IPython has moved it past the last one.

@@ -51,6 +51,16 @@ def test_shutdown_while_a_cell_awaits(fresh_kernel: KernelSession) -> None:
     assert not fresh_kernel.manager.is_alive()
 
 
+def test_shutdown_while_a_cell_blocks_the_shell_thread(fresh_kernel: KernelSession) -> None:
+    # The kernel interrupts the blocking cell so it can exit, instead of waiting to be killed.
+    fresh_kernel.execute_async("import time\ntime.sleep(60)")
+    reply = fresh_kernel.request("shutdown_request", {"restart": False}, channel="control")
+    assert reply["content"]["status"] == "ok"
+    process = fresh_kernel.manager.provisioner.process  # type: ignore[union-attr]
+    process.wait(timeout=5)
+    assert not fresh_kernel.manager.is_alive()
+
+
 def test_kernel_manager_shutdown_is_graceful(fresh_kernel: KernelSession) -> None:
     """`KernelManager.shutdown_kernel` asks first; the kernel exits before being killed."""
     process = fresh_kernel.manager.provisioner.process  # type: ignore[union-attr]
