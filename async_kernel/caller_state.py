@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import psutil
-
 from async_kernel.caller import Caller
 from async_kernel.wire import CALLER_STATE_VERSION
 
@@ -68,11 +66,16 @@ def caller_state_content(
     }
 
 
-_process: psutil.Process | None = None
+_process: Any = None  # psutil.Process, made on the first usage_request
 
 
 def usage_content() -> dict[str, Any]:
-    """ipykernel-compatible `usage_reply` content (what jupyter-resource-usage reads)."""
+    """ipykernel-compatible `usage_reply` content (what jupyter-resource-usage reads).
+
+    psutil is imported here, on first use, to keep it off the kernel's start-up path.
+    """
+    import psutil
+
     global _process
     if _process is None:
         _process = psutil.Process()
