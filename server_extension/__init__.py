@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from async_kernel import __version__
 from async_kernel_server.app import AsyncKernelServer
 
-__all__ = ["AsyncKernelServer"]
+__all__ = ["AsyncKernelServer", "__version__"]
 
 
 def _jupyter_server_extension_points() -> list[dict[str, Any]]:
