@@ -62,6 +62,8 @@ logger = logging.getLogger("async_kernel.kernel")
 COMM_MESSAGES = frozenset({"comm_open", "comm_msg", "comm_close"})
 
 Idents = list[bytes]
+Handler = Callable[[Message], dict[str, Any]]
+"""Answers a request that runs no user code: request in, reply content out."""
 
 
 class Kernel:
@@ -91,6 +93,25 @@ class Kernel:
         self._stdin_route: tuple[Idents, Message, bool] | None = None
         self.interrupts = InterruptController()
         self._kernel_info_content: dict[str, Any] | None = None
+        # Requests that run no user code, by channel: built once, looked up per message.
+        self._shell_handlers: dict[str, Handler] = {
+            "kernel_info_request": self._kernel_info,
+            "comm_info_request": self._comm_info,
+            "complete_request": self._complete,
+            "inspect_request": self._inspect,
+            "is_complete_request": self._is_complete,
+            "history_request": self._history,
+            "shutdown_request": self._shutdown_request,
+            "interrupt_request": self._interrupt_request,
+        }
+        self._control_handlers: dict[str, Handler] = {
+            "kernel_info_request": self._kernel_info,
+            "shutdown_request": self._shutdown_request,
+            "interrupt_request": self._interrupt_request,
+            USAGE_REQUEST: lambda _: usage_content(),
+            CALLER_STATE_REQUEST: lambda _: self.caller_state(),
+            "debug_request": self._debug_request,
+        }
 
     # --- life cycle --------------------------------------------------------------------------
 
@@ -281,19 +302,7 @@ class Kernel:
             self.comm_stats.pending += 1
             self.shell_caller.queue_call(self._comm_message, idents, msg)
         else:
-            self._answer(self.shell_channel, messenger, idents, msg, self._shell_handlers())
-
-    def _shell_handlers(self) -> dict[str, Callable[[Message], dict[str, Any]]]:
-        return {
-            "kernel_info_request": self._kernel_info,
-            "comm_info_request": self._comm_info,
-            "complete_request": self._complete,
-            "inspect_request": self._inspect,
-            "is_complete_request": self._is_complete,
-            "history_request": self._history,
-            "shutdown_request": self._shutdown_request,
-            "interrupt_request": self._interrupt_request,
-        }
+            self._answer(self.shell_channel, messenger, idents, msg, self._shell_handlers)
 
     def _answer(
         self,
@@ -301,7 +310,7 @@ class Kernel:
         messenger: Messenger,
         idents: Idents,
         msg: Message,
-        handlers: dict[str, Callable[[Message], dict[str, Any]]],
+        handlers: dict[str, Handler],
     ) -> None:
         """Answer a request that runs no user code: busy, reply, idle."""
         msg_type: str = msg["header"].get("msg_type", "")
@@ -479,15 +488,7 @@ class Kernel:
         except ValueError as e:
             logger.warning("Dropped a control message: %s", e)
             return
-        handlers = {
-            "kernel_info_request": self._kernel_info,
-            "shutdown_request": self._shutdown_request,
-            "interrupt_request": self._interrupt_request,
-            USAGE_REQUEST: lambda _: usage_content(),
-            CALLER_STATE_REQUEST: lambda _: self.caller_state(),
-            "debug_request": self._debug_request,
-        }
-        self._answer(self.control_channel, messenger, idents, msg, handlers)
+        self._answer(self.control_channel, messenger, idents, msg, self._control_handlers)
 
     def caller_state(self) -> dict[str, Any]:
         """The `caller_state_reply` content: cheap, lock-free, safe while the shell blocks."""

@@ -22,28 +22,14 @@ import psutil
 import zmq
 from jupyter_client import KernelManager
 
+from async_kernel.kernelspec import make_kernel_spec
 from async_kernel.messaging import KernelSession
 
 KERNELS: dict[str, list[str]] = {
     "ipykernel": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-    "async (asyncio)": [
-        sys.executable,
-        "-m",
-        "async_kernel",
-        "-f",
-        "{connection_file}",
-        "--backend",
-        "asyncio",
-    ],
-    "async (trio)": [
-        sys.executable,
-        "-m",
-        "async_kernel",
-        "-f",
-        "{connection_file}",
-        "--backend",
-        "trio",
-    ],
+    # Exactly what the installed kernelspecs run.
+    "async (asyncio)": make_kernel_spec("asyncio")["argv"],
+    "async (trio)": make_kernel_spec("trio")["argv"],
 }
 
 

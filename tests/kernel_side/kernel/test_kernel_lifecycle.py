@@ -42,18 +42,14 @@ def test_shutdown_request_replies_then_exits(fresh_kernel: KernelSession, restar
     assert not [p for p in children if p.is_running()], "the kernel left processes behind"
 
 
-def test_shutdown_while_a_cell_awaits(fresh_kernel: KernelSession) -> None:
-    fresh_kernel.execute_async("import anyio\nawait anyio.sleep(60)")
-    reply = fresh_kernel.request("shutdown_request", {"restart": False}, channel="control")
-    assert reply["content"]["status"] == "ok"
-    process = fresh_kernel.manager.provisioner.process  # type: ignore[union-attr]
-    process.wait(timeout=5)
-    assert not fresh_kernel.manager.is_alive()
-
-
-def test_shutdown_while_a_cell_blocks_the_shell_thread(fresh_kernel: KernelSession) -> None:
-    # The kernel interrupts the blocking cell so it can exit, instead of waiting to be killed.
-    fresh_kernel.execute_async("import time\ntime.sleep(60)")
+@pytest.mark.parametrize(
+    "cell",
+    ["import anyio\nawait anyio.sleep(60)", "import time\ntime.sleep(60)"],
+    ids=["awaits", "blocks-the-shell-thread"],
+)
+def test_shutdown_while_a_cell_runs(fresh_kernel: KernelSession, cell: str) -> None:
+    # A blocking cell is interrupted so the kernel exits, instead of waiting to be killed.
+    fresh_kernel.execute_async(cell)
     reply = fresh_kernel.request("shutdown_request", {"restart": False}, channel="control")
     assert reply["content"]["status"] == "ok"
     process = fresh_kernel.manager.provisioner.process  # type: ignore[union-attr]
