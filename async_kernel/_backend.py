@@ -149,6 +149,38 @@ class _TrioWaker:
             trio.lowlevel.reschedule(task)
 
 
+def split_cancellation(
+    exc: BaseException, backend: Backend
+) -> tuple[BaseException | None, BaseException | None]:
+    """Split `exc`, caught in a task of `backend`, into `(cancellation, rest)`.
+
+    `cancellation` is the backend's cancellation of the current task, which must be re-raised so
+    that the cancel scope that asked for it (or the event loop) sees it; `rest` is what user code
+    raised of its own, None if nothing. An exception group is split by member.
+
+    - trio: every `trio.Cancelled` is genuine (user code cannot make one).
+    - asyncio: a `CancelledError` is genuine only while somebody asks to cancel the current task
+      (``Task.cancelling() > 0``). One that user code raises while nobody cancels the task (it
+      awaited a future somebody else cancelled, say) is an error of that code, in `rest`.
+
+    Call it in the task that caught `exc`, before anything else can uncancel that task.
+    """
+    if backend == "asyncio":
+        task = asyncio.current_task()
+        if task is None or task.cancelling() == 0:
+            return None, exc
+        cancelled: type[BaseException] = asyncio.CancelledError
+    else:
+        import trio
+
+        cancelled = trio.Cancelled
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split(cancelled)
+    if isinstance(exc, cancelled):
+        return exc, None
+    return None, exc
+
+
 def loop_handle(backend: Backend) -> LoopHandle:
     """A handle to the loop running in this thread (call from inside that loop)."""
     return _AsyncioHandle() if backend == "asyncio" else _TrioHandle()

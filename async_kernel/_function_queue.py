@@ -1,8 +1,36 @@
 """The per-function queue behind [Caller.queue_call][async_kernel.Caller.queue_call].
 
-One task in the caller's loop per queued function: it runs the queued calls one at a time, in
-submission order, inside the contextvars context of the first call. The function is held weakly
-between calls, so the queue ends when the function (or a bound method's owner) is collected.
+One task in the caller's loop per queue runs the queued calls one at a time, in submission order,
+inside the contextvars context of the queue's first call.
+
+Which calls share a queue: a caller keys its queues by `hash(func)`, so calls share one when
+their functions hash equal: the same function object; bound methods of the same method of the
+same object (a bound method is made afresh on every attribute access, but hashes like its
+object and function); callables equal by value (a class with `__eq__`/`__hash__`).
+
+When a queue ends:
+
+- it *retires* once it is idle (no call waits, none runs) and the object that keeps it alive
+  has been collected: the function of the call queued last, or for a bound method the object
+  it is bound to. Each waiting call holds its function strongly, so a function with work in
+  its queue cannot be collected and a queue never retires with work in it. Functions that
+  cannot be referenced weakly (builtin methods of objects without weak-reference support, say)
+  keep their queue until it is closed;
+- `queue_close(func)` closes it: the waiting calls are dropped and the running one is
+  cancelled; a queue of the same key made after that waits until the cancelled call has
+  unwound, so calls to one function never overlap;
+- the caller stops.
+
+A call queued after its queue has retired or been closed starts a new queue (with the context
+of that call).
+
+Locking: the caller's `_queue_lock` guards the caller's queue table and, in every queue, `items`,
+`closed`, the tracked reference and the successor link. It is held for a few operations at a
+time and never while user code runs: `hash(func)` is computed before it is taken, and dropped
+calls are freed after it is released. A weak-reference callback can run in any thread at any
+allocation, even one made while the lock is held, so it never takes the lock: it only wakes the
+runner, which decides under the lock. (The lock is reentrant all the same, so that a finalizer
+run by a garbage collection under it may queue a call without deadlocking.)
 """
 
 from __future__ import annotations
@@ -13,16 +41,19 @@ import logging
 import weakref
 from collections import deque
 from collections.abc import Callable
+from types import BuiltinMethodType, MethodType, ModuleType
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from async_kernel._backend import Waker, make_waker
+from async_kernel._backend import Waker, make_waker, split_cancellation
 
 if TYPE_CHECKING:
     from async_kernel.caller import Caller
 
 logger = logging.getLogger("async_kernel.caller")
+
+QueueItem = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 
 
 def function_label(func: Callable[..., Any]) -> str:
@@ -33,32 +64,42 @@ def function_label(func: Callable[..., Any]) -> str:
     return f"{module}.{name}" if module else name
 
 
-def _weak_reference(func: Callable[..., Any]) -> Callable[[], Callable[..., Any] | None]:
-    """A weak reference to `func` when it supports one, else a strong holder.
+def _lifetime_of(func: Callable[..., Any]) -> object:
+    """The object whose collection lets `func`'s queue retire.
 
-    Builtin bound methods (``list.append`` of some list) are made afresh on every attribute
-    access, so a weak reference to one would die at once: those are held strongly.
+    A bound method (Python or builtin) is made afresh on every attribute access and dies at
+    once, so its queue lives as long as the object it is bound to; anything else is itself.
     """
-    owner = getattr(func, "__self__", None)
-    if owner is not None and not inspect.ismodule(owner) and not inspect.ismethod(func):
-        return lambda: func
-    try:
-        if inspect.ismethod(func):
-            return weakref.WeakMethod(func)
-        return weakref.ref(func)
-    except TypeError:
-        return lambda: func
+    kind = type(func)
+    if kind is MethodType:
+        return func.__self__  # type: ignore[attr-defined]
+    if kind is BuiltinMethodType:
+        owner = func.__self__  # type: ignore[attr-defined]
+        if owner is not None and not isinstance(owner, ModuleType):
+            return owner
+    return func
+
+
+def _nothing() -> None:
+    return None
+
+
+_NO_ITEM: QueueItem = (_nothing, (), {})
+"""Stands for "no call" where the runner lets go of the one it ran."""
 
 
 class FunctionQueue:
-    """Calls to one function, run one at a time in order. Owned by a Caller; loop-thread state."""
+    """Calls with one key, run one at a time in order. Owned by a Caller (see the module doc)."""
 
     __slots__ = (
-        "_closed",
-        "_ref",
+        "_after",
+        "_finished",
+        "_held",
         "_scope",
+        "_successor",
         "_waker",
         "caller",
+        "closed",
         "items",
         "key",
         "label",
@@ -69,66 +110,157 @@ class FunctionQueue:
         self.caller = caller
         self.key = key
         self.label = function_label(func)
-        # Each item holds the function strongly, so submitted work is never dropped; only an
-        # idle queue holds it weakly.
-        self.items: deque[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = deque()
+        self.items: deque[QueueItem] = deque()
+        """Calls waiting to run; each holds its function strongly. Under the queue lock."""
+        self.closed = False
+        """Set (under the queue lock) once the queue takes no more calls."""
         self.running = False
-        self._closed = False
+        self._finished = False
         self._scope: anyio.CancelScope | None = None
         self._waker: Waker | None = None
-        ref = _weak_reference(func)
-        if isinstance(ref, weakref.ref):
-            # Collected function: end the queue (from whatever thread the collector runs in).
-            ref = type(ref)(func, self._on_collected)
-        self._ref = ref  # kept so the collection callback stays registered
+        self._after: FunctionQueue | None = None
+        self._successor: FunctionQueue | None = None
+        self._held: Callable[[], object] = self._hold(_lifetime_of(func))
+
+    # --- called by the Caller, under its queue lock --------------------------------------------
+
+    def track(self, func: Callable[..., Any]) -> None:
+        """Keep the queue alive as long as `func`, the function of the call queued last.
+
+        Under the queue lock. Cheap when the object is the one tracked already.
+        """
+        target = _lifetime_of(func)
+        if self._held() is not target:
+            self._held = self._hold(target)
+
+    def follow(self, previous: FunctionQueue) -> None:
+        """Start only once `previous` (closed, its call still unwinding) has finished.
+
+        Under the queue lock.
+        """
+        self._after = previous
+        previous._successor = self
+
+    def _hold(self, target: object) -> Callable[[], object]:
+        try:
+            return weakref.ref(target, self._on_collected)
+        except TypeError:  # no weak references to it: held until the queue is closed
+            return lambda: target
 
     def _on_collected(self, _: object) -> None:
+        # Any thread, any moment (even under the queue lock): only wake the runner.
         with contextlib.suppress(RuntimeError):
-            self.caller.call_direct(self.close)
+            self.caller.call_direct(self.wake)
+
+    # --- loop thread ---------------------------------------------------------------------------
 
     def wake(self) -> None:
-        """Tell the runner that items arrived. Loop thread only."""
+        """Tell the runner that something changed. Loop thread only."""
         if self._waker is not None:
             self._waker.wake()
 
-    def close(self) -> None:
-        """Cancel the running call and drop the rest. Loop thread only."""
-        self._closed = True
-        self.items.clear()
+    def cancel(self) -> None:
+        """Cancel the running call; the Caller has marked the queue closed. Loop thread only."""
         if self._scope is not None:
             self._scope.cancel()
-        self.caller._forget_queue(self)
 
     def snapshot(self) -> dict[str, Any]:
-        """The queue's row in a caller snapshot."""
+        """The queue's row in a caller snapshot (read without the lock, from any thread)."""
         return {"function": self.label, "pending": len(self.items), "running": self.running}
 
     async def run(self) -> None:
-        """Run queued calls until closed, cancelled, or the function is collected."""
-        self._waker = waker = make_waker(self.caller.backend)
+        """Run the queued calls until the queue retires, is closed, or the caller stops.
+
+        A call that raises, whatever it raises (KeyboardInterrupt and SystemExit included), is
+        logged and the queue goes on; only a genuine cancellation of this task (queue_close,
+        the caller stopping) ends it.
+        """
+        caller = self.caller
+        lock = caller._queue_lock
+        items = self.items
+        backend = caller.backend
+        self._waker = waker = make_waker(backend)
         try:
+            after = self._after
+            if after is not None:
+                # Shielded: even if this queue is closed meanwhile, its own successor relies
+                # on it to finish only after `after`.
+                with anyio.CancelScope(shield=True):
+                    while not after._finished:
+                        await waker.wait()
+                self._after = None
             with anyio.CancelScope() as scope:
                 self._scope = scope
-                if self._closed:
-                    scope.cancel()
-                while not self._closed:
-                    if not self.items:
+                while True:
+                    if self.closed:
+                        break
+                    if not caller.running:  # stopping: start nothing more
+                        with lock:
+                            self._close_locked()
+                        break
+                    try:
+                        # No lock needed to take a call: popleft is atomic, and appending
+                        # (under the lock) never races with the decision to retire (below).
+                        item = items.popleft()
+                    except IndexError:
+                        with lock:
+                            if self.closed:
+                                break
+                            if items:  # queued just now
+                                continue
+                            if self._held() is None:  # idle, its function gone: retire
+                                self._close_locked()
+                                break
                         await waker.wait()
                         continue
-                    func, args, kwargs = self.items.popleft()
                     self.running = True
-                    self.caller._active += 1
+                    caller._active += 1
+                    result: Any = None
                     try:
-                        result = func(*args, **kwargs)
-                        del func, args, kwargs
+                        result = item[0](*item[1], **item[2])
+                        item = _NO_ITEM  # drop the function: it may be collected while awaited
                         if inspect.isawaitable(result):
                             await result
-                    except Exception:
-                        logger.exception("queue_call of %s raised; the queue goes on", self.label)
+                    except BaseException as exc:
+                        cancellation, error = split_cancellation(exc, backend)
+                        if error is not None:
+                            logger.error(
+                                "queue_call of %s raised; the queue goes on",
+                                self.label,
+                                exc_info=error,
+                            )
+                        if cancellation is exc:
+                            raise
+                        if cancellation is not None:
+                            raise cancellation from None
                     finally:
+                        item, result = _NO_ITEM, None
                         self.running = False
-                        self.caller._active -= 1
+                        caller._active -= 1
         finally:
-            self._closed = True
-            self.items.clear()
-            self.caller._forget_queue(self)
+            with lock:
+                self._close_locked()
+                dropped = self.take_items()  # only when cancelled: otherwise nothing waits
+                self._finished = True
+                successor = self._successor
+                held, self._held = self._held, _nothing  # drop the weak reference now
+            del dropped, held  # freed outside the lock: finalizers may queue calls
+            if successor is not None:
+                successor.wake()
+
+    def take_items(self) -> list[QueueItem]:
+        """Empty the queue and return what waited. Under the lock.
+
+        The caller frees the result after releasing the lock: dropping a call may run
+        finalizers of its arguments, which may queue calls themselves.
+        """
+        dropped = list(self.items)
+        self.items.clear()
+        return dropped
+
+    def _close_locked(self) -> None:
+        """Take no more calls: a call queued from now on starts a new queue. Under the lock."""
+        self.closed = True
+        queues = self.caller._queues
+        if queues.get(self.key) is self:
+            del queues[self.key]

@@ -5,7 +5,14 @@ it work; the work runs in that loop and its outcome comes back as a [Pending][as
 
 Thread model: the public methods of Caller may be called from any thread unless a docstring says
 otherwise. State that only the loop thread mutates (counters, queue rows) is read by
-`snapshot()` without locks, so a snapshot is cheap and never waits for a busy loop.
+`snapshot()` without locks, so a snapshot is cheap and never waits for a busy loop. The queue
+table and the queues' items are shared with submitting threads under the caller's queue lock
+(see `async_kernel._function_queue`).
+
+User code never ends a caller's loop: whatever a scheduled function raises, any BaseException
+(KeyboardInterrupt, SystemExit, GeneratorExit, ...) included, goes into its Pending, or is
+logged where there is none (queued calls, `call_direct`, done callbacks). Only the backend's
+genuine cancellation of a task propagates, to the cancel scope that asked for it.
 """
 
 from __future__ import annotations
@@ -33,9 +40,10 @@ from async_kernel._backend import (
     current_backend,
     loop_handle,
     make_waker,
+    split_cancellation,
     validate_backend,
 )
-from async_kernel._function_queue import FunctionQueue
+from async_kernel._function_queue import FunctionQueue, QueueItem
 from async_kernel.pending import Pending, ThreadsafeEvent
 
 __all__ = ["Caller", "CallerStoppedError"]
@@ -157,6 +165,8 @@ class Caller:
         self._stopped = ThreadsafeEvent()
         self._idle_workers: deque[Caller] = deque()
         self._queues: dict[int, FunctionQueue] = {}
+        # Guards `_queues` and the items of every queue (see async_kernel._function_queue).
+        self._queue_lock = threading.RLock()
         self._delayed = 0
         self._active = 0
         self._owns_thread = False
@@ -318,7 +328,7 @@ class Caller:
                 func, args, kwargs = direct.popleft()
                 try:
                     func(*args, **kwargs)
-                except Exception:
+                except BaseException:  # KeyboardInterrupt too: the loop must go on
                     logger.exception("call_direct of %r raised", func)
             if inbox and self._state is not _State.STOPPING:
                 self._start(inbox.popleft())
@@ -433,13 +443,22 @@ class Caller:
                         result = await result
                 else:
                     result = await awaitable
-        except cancelled_exc:
-            uncount()
-            pending._set_cancelled()
-            raise
         except BaseException as exc:
             uncount()
-            pending._set_exception(exc)
+            cancellation, error = split_cancellation(exc, self._backend)
+            if cancellation is None:
+                if isinstance(exc, cancelled_exc):  # asyncio: its own, nobody cancelled us
+                    pending._set_cancelled()
+                else:
+                    pending._set_exception(exc)
+                return
+            if error is None:
+                pending._set_cancelled()
+            else:
+                pending._set_exception(error)
+            if cancellation is exc:
+                raise
+            raise cancellation from None
         else:
             uncount()
             if scope.cancelled_caught:
@@ -462,7 +481,12 @@ class Caller:
                 del self._by_thread[thread_id]
             parent = self._parent
         self._cancel_inbox()
-        self._queues.clear()
+        with self._queue_lock:
+            queues = list(self._queues.values())
+            self._queues.clear()
+            for queue in queues:  # those whose runner never started
+                queue.closed = True
+        del queues  # freed outside the lock, like every dropped call
         for child in list(self._children):
             child.stop(force=True)
         if parent is not None:
@@ -484,10 +508,6 @@ class Caller:
             self._children.remove(child)
         with contextlib.suppress(ValueError):
             self._idle_workers.remove(child)
-
-    def _forget_queue(self, queue: FunctionQueue) -> None:
-        if self._queues.get(queue.key) is queue:
-            del self._queues[queue.key]
 
     # --- delivering work -------------------------------------------------------------------
 
@@ -540,7 +560,13 @@ class Caller:
 
         `func` may be sync (it runs in the scheduler, so it should not block) or async (it runs
         in its own task). The call runs in a copy of the calling thread's contextvars context.
-        Thread-safe.
+        Whatever it raises, any BaseException (KeyboardInterrupt, SystemExit, ...) included,
+        completes the Pending with that exception; the caller goes on serving.
+
+        Thread-safe: callable from any thread; calls from one thread start in order.
+        Cancellation: `pending.cancel()` stops the call (not started: it never starts; running
+        and async: its task is cancelled); cancelling a task that awaits the Pending only stops
+        that wait. Stopping the caller cancels the call.
 
         Raises:
             CallerStoppedError: the caller is stopping or stopped.
@@ -567,9 +593,10 @@ class Caller:
     def call_later(
         self, delay: float, func: Callable[..., Any], /, *args: Any, **kwargs: Any
     ) -> Pending[Any]:
-        """Like [call_soon][async_kernel.Caller.call_soon], after `delay` seconds. Thread-safe.
+        """Like [call_soon][async_kernel.Caller.call_soon], after `delay` seconds.
 
-        Until the delay ends the call counts as scheduled; cancelling it then means it never runs.
+        Until the delay ends the call counts as scheduled; cancelling it then means it never
+        runs. Thread-safe, and cancelled (or completed with what it raises) like `call_soon`.
         """
         pending: Pending[Any] = Pending(
             func,
@@ -585,7 +612,13 @@ class Caller:
     def call_direct(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> None:
         """Call `func(*args, **kwargs)` inside the scheduler itself: no Pending, no new task.
 
-        For short, non-blocking bookkeeping. Exceptions are logged. Thread-safe.
+        For short, non-blocking bookkeeping. Whatever `func` raises (any BaseException,
+        KeyboardInterrupt included) is logged with its traceback; the caller goes on.
+        Thread-safe. There is nothing to cancel: once submitted the call runs, unless the
+        caller stops first.
+
+        Raises:
+            CallerStoppedError: the caller is stopping or stopped.
         """
         self._submit((func, args, kwargs), self._direct)
 
@@ -602,7 +635,11 @@ class Caller:
 
         Sync functions may block there; async functions run in the worker's loop. Workers are
         children of this caller, are reused from a pool of at most `max_idle_workers` idle ones,
-        and have pools of their own. Thread-safe.
+        and have pools of their own. What the function raises (any BaseException) completes
+        the Pending; the worker and this caller go on.
+
+        Thread-safe. Cancellation as for `call_soon` (a running sync function cannot be
+        interrupted); stopping this caller stops its workers and cancels what runs there.
         """
         worker = self._take_worker()
         pending = worker.call_soon(func, *args, **kwargs)
@@ -637,40 +674,100 @@ class Caller:
             worker.stop(force=True)
 
     def queue_call(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> None:
-        """Append a call to the queue dedicated to `hash(func)`; return None.
+        """Append `func(*args, **kwargs)` to the queue dedicated to `hash(func)`; return None.
 
-        Calls in one queue run one at a time, in submission order, in the contextvars context of
-        the queue's first call. An exception in a call is logged and the queue goes on. The queue
-        lasts until [queue_close][async_kernel.Caller.queue_close], the caller stops, or `func`
-        (a bound method's owner) is garbage-collected. Thread-safe.
+        Calls in one queue run one at a time in this caller's loop, in the order they were
+        queued (an async call is awaited to its end before the next starts), in the contextvars
+        context of the queue's first call. Every call queued runs exactly once, unless its
+        queue is closed or the caller stops first.
+
+        Which calls share a queue: those whose functions hash equal, that is the same function
+        object, bound methods of the same method of the same object (each attribute access
+        makes a new bound method, all of them hash alike), or callables equal by value (a class
+        with `__eq__` and `__hash__`).
+
+        When a queue ends: it retires once idle (nothing waits or runs) and the function of the
+        call queued last (for a bound method, its object) has been garbage-collected; waiting
+        calls hold their functions, so a queue never retires with work in it. A function that
+        cannot be weakly referenced keeps its queue until it is closed.
+        [queue_close][async_kernel.Caller.queue_close] ends it at once, and so does stopping the
+        caller. A later call starts a new queue, with its own context.
+
+        A call that raises, whatever it raises (KeyboardInterrupt, SystemExit and other
+        BaseExceptions included), is logged with its traceback and the queue goes on.
+
+        Thread-safe: callable from any thread, calls from one thread keep their order.
+        Cancellation: there is no Pending; `queue_close(func)` cancels the running call and
+        drops the waiting ones, stopping the caller cancels them too.
+
+        Raises:
+            CallerStoppedError: the caller is stopping or stopped.
         """
-        key = hash(func)
-        queue = self._queues.get(key)
+        key = hash(func)  # user code (a __hash__): before taking the lock
+        item: QueueItem = (func, args, kwargs)
+        with self._queue_lock:
+            queue = self._queues.get(key)
+            if queue is None or queue.closed:
+                queue = None
+            else:
+                queue.items.append(item)
+                if queue._held() is not func:  # cheap test first: the same function again
+                    queue.track(func)
         if queue is None:
-            if self._state is _State.STOPPING or self._state is _State.STOPPED:
-                raise CallerStoppedError(
-                    f"Caller {self._name!r} is stopped; it accepts no new calls"
-                )
-            with self._registry_lock:
-                queue = self._queues.get(key)
-                if queue is None:
-                    queue = self._queues[key] = FunctionQueue(self, key, func)
-                    queue.items.append((func, args, kwargs))
-                    context = contextvars.copy_context()
-                    self.call_direct(self._start_queue, queue, context)
-                    return
-        queue.items.append((func, args, kwargs))
-        self.call_direct(queue.wake)
+            self._new_queue(key, item)
+        else:
+            self.call_direct(queue.wake)
+
+    def _new_queue(self, key: int, item: QueueItem) -> None:
+        """queue_call's slow path: start a queue for `key` with `item` (unless one appeared)."""
+        if self._state is _State.STOPPING or self._state is _State.STOPPED:
+            raise CallerStoppedError(f"Caller {self._name!r} is stopped; it accepts no new calls")
+        func = item[0]
+        fresh = FunctionQueue(self, key, func)  # reads the function's name: outside the lock
+        with self._queue_lock:
+            queue = self._queues.get(key)
+            if queue is not None and not queue.closed:  # another thread made it meanwhile
+                queue.items.append(item)
+                queue.track(func)
+            else:
+                if queue is not None:  # closed by queue_close; its call is still unwinding
+                    fresh.follow(queue)
+                fresh.items.append(item)
+                self._queues[key] = queue = fresh
+        if queue is not fresh:
+            self.call_direct(queue.wake)
+            return
+        try:
+            self.call_direct(self._start_queue, fresh, contextvars.copy_context())
+        except CallerStoppedError:
+            with self._queue_lock:
+                fresh.closed = True
+                if self._queues.get(key) is fresh:
+                    del self._queues[key]
+            raise
 
     def _start_queue(self, queue: FunctionQueue, context: contextvars.Context) -> None:
         assert self._task_group is not None
         self._own_context(context).run(self._task_group.start_soon, queue.run)
 
     def queue_close(self, func: Callable[..., Any]) -> None:
-        """End the queue of `func`: cancel its running call and drop what waits. Thread-safe."""
-        queue = self._queues.get(hash(func))
-        if queue is not None:
-            self._call_in_loop(queue.close)
+        """End the queue of `hash(func)`: drop the calls that wait and cancel the running one.
+
+        The waiting calls are dropped at once; the running call is cancelled from the caller's
+        loop (a running sync call cannot be interrupted and finishes). A call queued after
+        `queue_close` starts a new queue, which waits until the cancelled call has unwound, so
+        calls to one function never overlap. A no-op if there is no such queue.
+        Thread-safe.
+        """
+        key = hash(func)
+        with self._queue_lock:
+            queue = self._queues.get(key)
+            if queue is None or queue.closed:
+                return
+            queue.closed = True
+            dropped = queue.take_items()
+        del dropped  # freed outside the lock: finalizers may queue calls
+        self._call_in_loop(queue.cancel)
 
     # --- public API: stopping --------------------------------------------------------------
 

@@ -1,8 +1,12 @@
 """Thread-safe results: [Pending][async_kernel.Pending] and [ThreadsafeEvent][async_kernel.ThreadsafeEvent].
 
 Both can be awaited from an asyncio or a trio event loop in any thread, and waited for
-synchronously from plain threads. Completion callbacks run in the thread that completes the
-object; a callback added after completion runs at once in the thread that adds it.
+synchronously from plain threads. Both complete exactly once: completion is a check-and-set
+under the object's lock, so of two threads completing one object at the same moment one wins
+and the other is refused, and the outcome never changes afterwards. Completion callbacks run in
+the thread that completes the object; a callback added after completion runs at once in the
+thread that adds it. Whatever a callback raises (KeyboardInterrupt and SystemExit included) is
+logged, never propagated.
 """
 
 from __future__ import annotations
@@ -55,7 +59,8 @@ class _Completion:
         """Call `fn(self)` when done; at once (in this thread) if already done.
 
         Thread-safety: callable from any thread. The callback runs in the thread that completes
-        this object; exceptions it raises are logged, never propagated.
+        this object; whatever it raises (any BaseException) is logged, never propagated, and
+        the remaining callbacks still run.
         """
         with self._lock:
             if not self._done:
@@ -71,20 +76,23 @@ class _Completion:
             return before - len(self._callbacks)
 
     def _complete(self) -> bool:
-        """Mark done and run callbacks; False if it was already done. The caller set the state."""
+        """Mark done and run callbacks; False (and nothing done) if it was already done."""
         with self._lock:
             if self._done:
                 return False
             self._done = True
             callbacks, self._callbacks = self._callbacks, []
+        self._run_callbacks(callbacks)
+        return True
+
+    def _run_callbacks(self, callbacks: list[Callable[[Any], Any]]) -> None:
         for fn in callbacks:
             self._run_callback(fn)
-        return True
 
     def _run_callback(self, fn: Callable[[Any], Any]) -> None:
         try:
             fn(self)
-        except Exception:
+        except BaseException:  # KeyboardInterrupt too: it must not end the completing loop
             logger.exception("Exception in done callback %r of %r", fn, self)
 
     def _register_waker(self, wake: Callable[[], None]) -> Callable[[], None]:
@@ -106,8 +114,18 @@ class _Completion:
         if self._done:
             return
         event = threading.Event()
-        self.add_done_callback(lambda _: event.set())
-        if not event.wait(timeout):
+
+        def wake(_: Any) -> None:
+            event.set()
+
+        self.add_done_callback(wake)
+        try:
+            if event.wait(timeout):
+                return
+        finally:
+            if not event.is_set():  # timed out (or interrupted): withdraw the callback
+                self.remove_done_callback(wake)
+        if not self._done:  # it may have completed between the timeout and the withdrawal
             raise TimeoutError(f"{self!r} was not done within {timeout} s")
 
 
@@ -132,7 +150,10 @@ class ThreadsafeEvent(_Completion):
         return self._done
 
     def wait_sync(self, timeout: float | None = None) -> None:
-        """Block this thread until set; TimeoutError after `timeout` seconds."""
+        """Block this thread until set; TimeoutError after `timeout` seconds.
+
+        Thread-safe; nothing stays registered after a timeout, so polling is fine.
+        """
         self._wait_done_sync(timeout)
 
     def __await__(self) -> Generator[Any, None, None]:
@@ -152,6 +173,12 @@ class Pending(_Completion, Generic[T]):
     - `cancel()` stops the call: not started yet, it never starts; running and async, its cancel
       scope is cancelled in the caller's thread. A running synchronous function cannot be
       interrupted and completes normally.
+    - A Pending completes once: the first completion (result, exception or cancellation) wins
+      and the outcome never changes afterwards.
+    - A *free-standing* Pending, ``Pending()`` with no caller, is completed by whoever holds it,
+      with [set_result][async_kernel.Pending.set_result] or
+      [set_exception][async_kernel.Pending.set_exception] (or `cancel()`), from any thread;
+      awaiting it works as for any other Pending.
 
     Every method is thread-safe.
     """
@@ -221,8 +248,9 @@ class Pending(_Completion, Generic[T]):
     def wait_sync(self, timeout: float | None = None) -> T:
         """Block this (plain) thread until done and return `result()`.
 
-        Raises TimeoutError after `timeout` seconds. Calling it in the thread of the caller that
-        runs the call would deadlock, so that raises RuntimeError instead.
+        Raises TimeoutError after `timeout` seconds, leaving nothing registered (polling with
+        short timeouts is fine). Calling it in the thread of the caller that runs the call would
+        deadlock, so that raises RuntimeError instead. Thread-safe.
         """
         if not self._done and self.caller is not None and self.caller._is_own_thread():
             raise RuntimeError("wait_sync() in the caller's own thread would deadlock; await it")
@@ -250,10 +278,42 @@ class Pending(_Completion, Generic[T]):
             started = self._started
             canceller = self._canceller
         if not started:
-            self._set_cancelled()
-        elif canceller is not None:
+            return self._set_cancelled()  # False if a completion got in first
+        if canceller is not None:
             canceller()
         return True
+
+    # --- completing a free-standing Pending -------------------------------------------------
+
+    def set_result(self, value: T) -> None:
+        """Complete this free-standing Pending with `value`; its awaiters get `value`.
+
+        Thread-safe: the first completion wins. Raises InvalidStateError if the Pending is
+        already done (completed, failed or cancelled), and RuntimeError if it belongs to a
+        caller's call (that call completes it; use `cancel()` to stop it).
+        """
+        self._check_free_standing("set_result")
+        if not self._set_result(value):
+            raise InvalidStateError(f"{self!r} is already done")
+
+    def set_exception(self, exc: BaseException) -> None:
+        """Complete this free-standing Pending with the exception `exc`, raised to its awaiters.
+
+        Thread-safe: the first completion wins. Raises InvalidStateError if the Pending is
+        already done, RuntimeError if it belongs to a caller's call, and TypeError if `exc` is
+        not an exception instance.
+        """
+        self._check_free_standing("set_exception")
+        if not isinstance(exc, BaseException):
+            raise TypeError(f"set_exception() needs an exception instance, not {exc!r}")
+        if not self._set_exception(exc):
+            raise InvalidStateError(f"{self!r} is already done")
+
+    def _check_free_standing(self, method: str) -> None:
+        if self.caller is not None:
+            raise RuntimeError(
+                f"{method}() is for free-standing Pendings; {self!r} is completed by its call"
+            )
 
     # --- completion (used by Caller) ---------------------------------------------------------
 
@@ -272,23 +332,36 @@ class Pending(_Completion, Generic[T]):
         self._context = None
         self._canceller = None
 
-    def _set_result(self, result: Any) -> None:
-        self._result = result
-        self._release()
-        self._complete()
+    def _resolve(self, result: Any, exception: BaseException | None) -> bool:
+        """Complete with `result` or `exception` unless already done; True if this call did it.
 
-    def _set_exception(self, exc: BaseException) -> None:
-        self._exception = exc
-        self._release()
-        self._complete()
+        The check and the writes happen under the lock, so a racing second completion can
+        neither win too nor overwrite the first one's outcome.
+        """
+        with self._lock:
+            if self._done:
+                return False
+            self._result = result
+            self._exception = exception
+            self._done = True
+            callbacks, self._callbacks = self._callbacks, []
+        self._release()  # outside the lock: freeing the call's arguments may run finalizers
+        self._run_callbacks(callbacks)
+        return True
 
-    def _set_cancelled(self) -> None:
+    def _set_result(self, result: Any) -> bool:
+        """Complete with `result`; False (nothing changed) if already done. Any thread."""
+        return self._resolve(result, None)
+
+    def _set_exception(self, exc: BaseException) -> bool:
+        """Complete with `exc`; False (nothing changed) if already done. Any thread."""
+        return self._resolve(None, exc)
+
+    def _set_cancelled(self) -> bool:
+        """Complete as cancelled; False (nothing changed) if already done. Any thread."""
         if self._done:
-            return
-        message = self._cancel_message or "cancelled"
-        self._exception = PendingCancelled(message)
-        self._release()
-        self._complete()
+            return False
+        return self._resolve(None, PendingCancelled(self._cancel_message or "cancelled"))
 
     def __repr__(self) -> str:
         func = self._func

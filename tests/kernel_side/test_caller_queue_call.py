@@ -6,6 +6,7 @@ import contextvars
 import gc
 import logging
 import threading
+from collections.abc import Callable
 
 import anyio
 import anyio.lowlevel
@@ -185,3 +186,182 @@ async def test_queue_ends_when_the_bound_methods_owner_is_collected(caller: Call
     gc.collect()
     with anyio.fail_after(TIMEOUT):
         await wait_until_queue_is_gone(caller, "Recorder.record")
+
+
+class Key:
+    """A callable equal (and hashing equal) to every Key of the same name: a value-hashed callable."""
+
+    def __init__(self, name: str, seen: list[str], done: ThreadsafeEvent | None = None) -> None:
+        self.name = name
+        self.seen = seen
+        self.done = done
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Key) and other.name == self.name
+
+    def __hash__(self) -> int:
+        return hash((Key, self.name))
+
+    async def __call__(self, value: str) -> None:
+        await anyio.lowlevel.checkpoint()  # other work, a queue's end say, may run meanwhile
+        self.seen.append(value)
+        if self.done is not None:
+            self.done.set()
+
+
+async def test_queue_call_to_a_queue_whose_function_was_just_collected_still_runs(
+    caller: Caller, blocked: threading.Event
+) -> None:
+    # Two equal Keys share a queue. The first is collected while the loop is blocked; the call
+    # queued behind it, with the second Key, must not be dropped along with the first.
+    seen: list[str] = []
+    ran = ThreadsafeEvent()
+    blocked.set()  # let the fixture's blocking call end: block again below, on purpose
+    first = Key("k", seen, ran)
+    caller.queue_call(first, "first")
+    with anyio.fail_after(TIMEOUT):
+        await ran
+    started = threading.Event()
+    release = threading.Event()
+
+    def block() -> None:
+        started.set()
+        release.wait(TIMEOUT)
+
+    caller.call_soon(block)
+    assert started.wait(TIMEOUT)
+    try:
+        del first
+        gc.collect()  # the queue's function is gone; its loop cannot react yet
+        caller.queue_call(Key("k", seen), "second")
+    finally:
+        release.set()
+    done = ThreadsafeEvent()
+    caller.queue_call(Key("k", seen, done), "third")
+    with anyio.fail_after(TIMEOUT):
+        await done
+    assert seen == ["first", "second", "third"]
+
+
+async def test_queue_call_with_fresh_equal_callables_runs_every_call_in_order(
+    caller: Caller,
+) -> None:
+    seen: list[str] = []
+    done = ThreadsafeEvent()
+    for i in range(1000):
+        caller.queue_call(Key("k", seen, done if i == 999 else None), str(i))
+    with anyio.fail_after(TIMEOUT):
+        await done
+    assert seen == [str(i) for i in range(1000)]
+
+
+async def test_queue_call_with_fresh_closures_runs_every_call_once(caller: Caller) -> None:
+    seen: list[int] = []
+    done = ThreadsafeEvent()
+    total = 2000
+
+    def make(i: int) -> Callable[[], None]:
+        def closure() -> None:
+            seen.append(i)
+            if len(seen) == total:
+                done.set()
+
+        return closure
+
+    for i in range(total):
+        caller.queue_call(make(i))
+    with anyio.fail_after(TIMEOUT):
+        await done
+    await caller.call_soon(lambda: None)  # nothing runs twice after the last one
+    assert sorted(seen) == list(range(total))
+
+
+async def test_queue_call_after_queue_close_waits_for_the_cancelled_call_to_unwind(
+    caller: Caller,
+) -> None:
+    events: list[str] = []
+    started = ThreadsafeEvent()
+    unwinding = ThreadsafeEvent()
+    finish_unwinding = ThreadsafeEvent()
+    second_ran = ThreadsafeEvent()
+
+    async def item(i: int) -> None:
+        events.append(f"{i} started")
+        if i == 0:
+            started.set()
+            try:
+                await anyio.sleep_forever()
+            finally:
+                unwinding.set()
+                with anyio.CancelScope(shield=True):
+                    await finish_unwinding
+                events.append("0 unwound")
+        else:
+            second_ran.set()
+
+    caller.queue_call(item, 0)
+    with anyio.fail_after(TIMEOUT):
+        await started
+        caller.queue_close(item)
+        caller.queue_call(item, 1)  # a new queue: it must wait until the old call has unwound
+        await unwinding
+        for _ in range(3):  # turns of the caller's loop in which the new queue could start
+            await caller.call_soon(anyio.lowlevel.checkpoint)
+        finish_unwinding.set()
+        await second_ran
+    assert events == ["0 started", "0 unwound", "1 started"]
+
+
+async def test_queue_call_from_another_thread_after_queue_close_is_not_dropped(
+    caller: Caller, blocked: threading.Event
+) -> None:
+    # queue_close drops what waits at the time of the call; a call queued after it starts a
+    # new queue, even while the caller's loop has not yet seen the close.
+    seen: list[str] = []
+    done = ThreadsafeEvent()
+
+    def item(value: str) -> None:
+        seen.append(value)
+        if value == "after":
+            done.set()
+
+    caller.queue_call(item, "dropped")
+    caller.queue_close(item)
+    caller.queue_call(item, "after")
+    blocked.set()
+    with anyio.fail_after(TIMEOUT):
+        await done
+    assert seen == ["after"]
+
+
+class QueuesOnCollection:
+    """An argument whose finalizer queues a call: dropping it must not deadlock queue_close."""
+
+    def __init__(self, caller: Caller, seen: list[str], done: ThreadsafeEvent) -> None:
+        self.caller = caller
+        self.seen = seen
+        self.done = done
+
+    def __del__(self) -> None:
+        self.caller.queue_call(self.seen.append, "queued by a finalizer")
+        self.caller.queue_call(self.done.set)
+
+
+async def test_queue_close_frees_dropped_calls_outside_its_lock(
+    caller: Caller, blocked: threading.Event
+) -> None:
+    seen: list[str] = []
+    done = ThreadsafeEvent()
+
+    def item(value: object) -> None:
+        seen.append(repr(value))
+
+    caller.queue_call(item, QueuesOnCollection(caller, seen, done))  # waits: the loop is blocked
+    closer = threading.Thread(target=caller.queue_close, args=(item,))
+    closer.start()
+    closer.join(TIMEOUT)
+    assert not closer.is_alive(), "queue_close deadlocked"
+    blocked.set()
+    with anyio.fail_after(TIMEOUT):
+        await done
+    assert seen == ["queued by a finalizer"]

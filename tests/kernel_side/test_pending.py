@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -271,3 +272,166 @@ def test_a_removed_done_callback_is_not_called(caller: Caller, gate: ThreadsafeE
     pending.wait_sync(TIMEOUT)
     assert kept == [pending]
     assert removed == []
+
+
+# --- completing once ---------------------------------------------------------------------------
+
+
+def outcome(pending: Pending[Any]) -> tuple[str, object]:
+    """What a done Pending holds, read through its public API."""
+    try:
+        return "result", pending.result()
+    except BaseException as exc:
+        return "exception", exc
+
+
+def record_completing_thread(names: list[str], _: object) -> None:
+    names.append(threading.current_thread().name)
+
+
+def test_a_pending_completes_once_when_two_threads_complete_it_at_once() -> None:
+    # An input_reply and an interrupt racing on one input() waiter: whichever completes it
+    # first decides the outcome, for good; the other is refused.
+    rounds = 1000
+    go = threading.Barrier(2)
+    wrong: list[tuple[int, str, tuple[str, object]]] = []
+    wins: list[int] = []
+
+    for n in range(rounds):
+        pending: Pending[str] = Pending()
+        interrupt = KeyboardInterrupt()
+        expected = {"reply": ("result", "the user's answer"), "interrupt": ("exception", interrupt)}
+        winners: list[str] = []  # done callbacks run in the thread that completed the Pending
+        pending.add_done_callback(functools.partial(record_completing_thread, winners))
+        won: list[bool] = []
+
+        def reply(pending: Pending[str] = pending, won: list[bool] = won) -> None:
+            go.wait(TIMEOUT)
+            won.append(bool(pending._set_result("the user's answer")))
+
+        def interrupt_it(
+            pending: Pending[str] = pending,
+            won: list[bool] = won,
+            interrupt: KeyboardInterrupt = interrupt,
+        ) -> None:
+            go.wait(TIMEOUT)
+            won.append(bool(pending._set_exception(interrupt)))
+
+        threads = [
+            threading.Thread(target=reply, name="reply"),
+            threading.Thread(target=interrupt_it, name="interrupt"),
+        ]
+        if n % 2:  # the thread that reaches the barrier last tends to run first: alternate
+            threads.reverse()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(TIMEOUT)
+        assert pending.done()
+        assert len(winners) == 1
+        if outcome(pending) != expected[winners[0]]:
+            wrong.append((n, winners[0], outcome(pending)))
+        wins.append(won.count(True))
+    assert wrong == []  # the outcome is the winner's, not overwritten by the loser
+    assert set(wins) == {1}  # exactly one of the two says it completed the Pending
+
+
+def test_a_second_completion_is_refused_and_leaves_the_first_outcome() -> None:
+    pending: Pending[str] = Pending()
+    assert pending._set_result("answer") is True
+    assert pending._set_exception(KeyboardInterrupt()) is False
+    assert pending._set_result("another answer") is False
+    assert pending._set_cancelled() is False
+    assert pending.result() == "answer"
+    assert pending.cancel() is False
+
+
+def test_set_result_completes_a_free_standing_pending() -> None:
+    pending: Pending[int] = Pending()
+    received: list[Pending[Any]] = []
+    pending.add_done_callback(received.append)
+    pending.set_result(7)
+    assert pending.done()
+    assert pending.result() == 7
+    assert received == [pending]
+
+
+def test_set_exception_completes_a_free_standing_pending() -> None:
+    pending: Pending[int] = Pending()
+    error = LookupError("no answer")
+    pending.set_exception(error)
+    assert pending.exception() is error
+    with pytest.raises(LookupError, match="no answer"):
+        pending.result()
+
+
+@pytest.mark.parametrize(
+    "first", ["set_result", "set_exception", "cancel"], ids=lambda name: f"after-{name}"
+)
+@pytest.mark.parametrize("second", ["set_result", "set_exception"])
+def test_completing_a_done_pending_raises_invalid_state_error(first: str, second: str) -> None:
+    def complete(pending: Pending[str], how: str) -> None:
+        if how == "set_result":
+            pending.set_result(how)
+        elif how == "set_exception":
+            pending.set_exception(ValueError(how))
+        else:
+            pending.cancel()
+
+    pending: Pending[str] = Pending()
+    complete(pending, first)
+    before = outcome(pending)
+    with pytest.raises(InvalidStateError):
+        complete(pending, second)
+    assert outcome(pending) == before
+
+
+def test_set_result_of_a_callers_pending_raises_runtime_error(
+    caller: Caller, gate: ThreadsafeEvent
+) -> None:
+    pending = caller.call_soon(wait_for, gate)
+    with pytest.raises(RuntimeError):
+        pending.set_result("not yours")
+    with pytest.raises(RuntimeError):
+        pending.set_exception(ValueError("not yours"))
+    gate.set()
+    assert pending.wait_sync(TIMEOUT) == "released"
+
+
+async def test_a_free_standing_pending_set_from_another_thread_can_be_awaited() -> None:
+    pending: Pending[str] = Pending()
+    waiting = ThreadsafeEvent()
+
+    def answer_later() -> None:
+        waiting.wait_sync(TIMEOUT)
+        pending.set_result("from a plain thread")
+
+    thread = threading.Thread(target=answer_later)
+    thread.start()
+    try:
+        waiting.set()
+        with anyio.fail_after(TIMEOUT):
+            assert await pending == "from a plain thread"
+    finally:
+        thread.join(TIMEOUT)
+
+
+# --- wait_sync leaves nothing behind -----------------------------------------------------------
+
+
+def test_wait_sync_that_times_out_leaves_no_done_callback() -> None:
+    pending: Pending[str] = Pending()
+    for _ in range(50):
+        with pytest.raises(TimeoutError):
+            pending.wait_sync(0.001)
+    assert len(pending._callbacks) == 0
+    pending.set_result("done")
+    assert pending.wait_sync(0.001) == "done"
+
+
+def test_threadsafe_event_wait_sync_that_times_out_leaves_no_done_callback() -> None:
+    event = ThreadsafeEvent()
+    for _ in range(50):
+        with pytest.raises(TimeoutError):
+            event.wait_sync(0.001)
+    assert len(event._callbacks) == 0

@@ -58,6 +58,8 @@ PENDING_MEMBERS = [
     "cancelled",
     "add_done_callback",
     "remove_done_callback",
+    "set_result",
+    "set_exception",
 ]
 
 
