@@ -16,7 +16,11 @@ __all__ = ["run_kernel"]
 
 
 def run_kernel(
-    *, connection_file: str, backend: str = "asyncio", log_level: str = "WARNING"
+    *,
+    connection_file: str,
+    backend: str = "asyncio",
+    log_level: str = "WARNING",
+    introspection_timeout: float = 5.0,
 ) -> int:
     """Run a kernel for `connection_file` until it is shut down; return the exit code.
 
@@ -38,7 +42,7 @@ def run_kernel(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from async_kernel.kernel import Kernel
 
-    kernel = Kernel(connection_info, chosen)
+    kernel = Kernel(connection_info, chosen, introspection_time_limit=introspection_timeout)
     anyio.run(kernel.run, backend=chosen)
     sys.stdout.flush()
     return 0

@@ -46,7 +46,7 @@ class SocketChannel:
     async def serve(self) -> None:
         """Read and dispatch messages until cancelled. Runs in the owner's loop."""
         fd: int = self.socket.getsockopt(zmq.FD)  # type: ignore[assignment]
-        while True:
+        while not self.socket.closed:
             self._drain()
             await anyio.wait_readable(fd)
 
@@ -71,9 +71,50 @@ class SocketChannel:
         else:
             self.owner.call_direct(self._send_now, frames)
 
+    def run_in_owner(self, func: Callable[..., Any], *args: Any) -> None:
+        """Call `func(*args)` in the owner's thread, in order with this thread's `send`s."""
+        if threading.get_ident() == self._owner_thread:
+            func(*args)
+        else:
+            self.owner.call_direct(func, *args)
+
+    @property
+    def owner_thread_id(self) -> int | None:
+        """The ident of the thread that owns the socket."""
+        return self._owner_thread
+
+    def send_or_raise(self, frames: list[Any]) -> None:
+        """Send `frames` now, raising `zmq.ZMQError` if zmq refuses them. Owner thread only.
+
+        ROUTER sockets are `router_mandatory`, so a reply to a peer that is not connected
+        raises EHOSTUNREACH here instead of vanishing.
+        """
+        self._check_owner()
+        try:
+            self.socket.send_multipart(frames, copy=False)
+        finally:
+            self._drain()
+
     def _send_now(self, frames: list[Any]) -> None:
         try:
             self.socket.send_multipart(frames, copy=False)
         except zmq.ZMQError as e:  # e.g. EHOSTUNREACH for a vanished ROUTER peer
             logger.warning("Could not send on the %s channel: %s", self.name, e)
         self._drain()
+
+    def close(self) -> None:
+        """Close the socket, letting queued messages go out for up to its linger. Owner thread only."""
+        self._check_owner()
+        self._on_message = None
+        if not self.socket.closed:
+            self.socket.close()
+            logger.debug(
+                "Closed the %s socket in thread %s", self.name, threading.current_thread().name
+            )
+
+    def _check_owner(self) -> None:
+        if threading.get_ident() != self._owner_thread:
+            raise RuntimeError(
+                f"the {self.name} socket belongs to another thread than "
+                f"{threading.current_thread().name!r}"
+            )

@@ -4,7 +4,7 @@
 async-kernel install [--user | --sys-prefix | --prefix P] [--name N] [--display-name D] [--backend B]
 async-kernel remove NAME [--user | --sys-prefix | --prefix P] [-f/--force]
 async-kernel list [--json]
-async-kernel [launch] -f CONNECTION_FILE [--backend B] [--log-level L]
+async-kernel [launch] -f CONNECTION_FILE [--backend B] [--log-level L] [--introspection-timeout S]
 ```
 
 `python -m async_kernel ...` is the same command. Without a subcommand the arguments are those
@@ -137,6 +137,14 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="LEVEL",
         help=f"logging level, one of {', '.join(LOG_LEVELS)} (default: WARNING)",
     )
+    launch.add_argument(
+        "--introspection-timeout",
+        type=_positive_seconds,
+        default=5.0,
+        metavar="SECONDS",
+        help="seconds a completion or inspection may take before it gets an empty answer "
+        "(default: 5)",
+    )
     launch.set_defaults(handler=_launch)
     return parser
 
@@ -169,6 +177,16 @@ def _backend_argument(value: str) -> str:
         return validate_backend(value)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _positive_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds: {value!r}")
+    return seconds
 
 
 def _name_argument(value: str) -> str:
@@ -246,5 +264,6 @@ def _launch(args: argparse.Namespace) -> int:
         connection_file=args.connection_file,
         backend=args.backend,
         log_level=args.log_level,
+        introspection_timeout=args.introspection_timeout,
     )
     return result if isinstance(result, int) else 0

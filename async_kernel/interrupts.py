@@ -1,14 +1,20 @@
-"""Interrupting the running cell, whether it awaits or blocks the shell thread.
+"""Interrupting the running cell, whether it awaits or blocks the shell thread, and nothing else.
 
 An `interrupt_request` arrives on the control thread. It does two things:
 
 1. cancels the running cell's cancel scope, from the shell loop (this stops a cell that awaits);
 2. signals the shell thread with SIGINT. The kernel's SIGINT handler raises KeyboardInterrupt
-   only if user code is executing at that instant (a cell's frame is on the interrupted stack),
-   so a cell that blocks the thread gets KeyboardInterrupt where it is, and the event loop's own
-   machinery is never hit. A signal that lands before the cell's code has started (IPython is
-   still compiling it) would be lost, so the signal is repeated every `RESIGNAL_INTERVAL`
-   seconds until the cell's code has received it or the cell has ended.
+   only inside the *running cell's own execution*: when the interrupted stack passes through
+   IPython's `run_code` (which runs the cell's code and handles KeyboardInterrupt) and the
+   interrupted frame is above it, i.e. the cell's code (or what it calls) is executing right
+   now. Anything else the shell thread may be running at that instant (the event loop's
+   machinery, another task, a comm handler, a `queue_call` item, IPython's own bookkeeping) is
+   never hit. A signal that lands while the cell is not executing (it awaits, or IPython is still
+   compiling it) is repeated every `RESIGNAL_INTERVAL` seconds until the cell's code has received
+   it or the cell has ended.
+
+When no cell runs but a comm handler does (a widget callback that spins), the interrupt targets
+that handler the same way: the stack must pass through the kernel's comm dispatch frame.
 
 The kernel installs its handler before the event loop starts, so neither asyncio nor trio
 installs its own (which would cancel the whole kernel on SIGINT). Stray SIGINTs (Ctrl-C in the
@@ -21,45 +27,68 @@ import contextlib
 import signal
 import threading
 from collections.abc import Iterator
-from types import FrameType
+from types import CodeType, FrameType
 
 import anyio
+from IPython.core.interactiveshell import InteractiveShell
 
 from async_kernel.caller import Caller
 
-__all__ = ["InterruptController", "is_cell_frame"]
-
-CELL_FILENAME_PREFIX = "<ipython-input-"
+__all__ = ["InterruptController", "interrupts_execution_of"]
 
 RESIGNAL_INTERVAL = 0.1
-"""Seconds between repeated SIGINTs while an interrupt waits for the cell's code to receive it."""
+"""Seconds between repeated SIGINTs while an interrupt waits for its target to be executing."""
+
+RUN_CODE: CodeType = InteractiveShell.run_code.__code__
+"""The code of IPython's `run_code`: a cell's code runs directly above a frame of it."""
 
 
-def is_cell_frame(frame: FrameType | None) -> bool:
-    """True if `frame` or a frame it was called from runs code compiled from a cell."""
+def interrupts_execution_of(frame: FrameType | None, entry: CodeType) -> bool:
+    """True if `frame` runs inside a call of `entry`, above the frame of `entry` itself.
+
+    That is: walking from `frame` towards the bottom of the stack meets a frame of code `entry`,
+    and `frame` is not that frame (a KeyboardInterrupt raised there would escape `entry`'s own
+    handling).
+    """
+    above = False
     while frame is not None:
-        if frame.f_code.co_filename.startswith(CELL_FILENAME_PREFIX):
-            return True
+        if frame.f_code is entry:
+            return above
+        above = True
         frame = frame.f_back
     return False
 
 
 class InterruptController:
-    """Tracks the running cell and interrupts it on request (thread-safe)."""
+    """Tracks the running cell (and comm handler) and interrupts it on request (thread-safe)."""
 
     def __init__(self) -> None:
         self._shell: Caller | None = None
         self._main_thread_id = threading.main_thread().ident
         self._cell_id: str | None = None
         self._scope: anyio.CancelScope | None = None
-        self._armed = False
+        self._comm_entry: CodeType | None = None
+        self._comm_running = 0
+        # What the armed SIGINT handler may interrupt: RUN_CODE, the comm entry, or None.
+        self._target: CodeType | None = None
+        self._generation = 0
         self._closing = False
 
-    def install(self, shell: Caller) -> None:
-        """Install the SIGINT handler (main thread only) and remember the shell caller."""
+    def install(self, shell: Caller, *, comm_entry: CodeType | None = None) -> None:
+        """Install the SIGINT handler (main thread only) and remember the shell caller.
+
+        `comm_entry` is the code of the function that dispatches comm messages to their
+        handlers; an interrupt while no cell runs targets the handler running above it.
+        """
         self._shell = shell
+        self._comm_entry = comm_entry
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, self._on_sigint)
+
+    def uninstall(self) -> None:
+        """Give SIGINT back to Python's default handler (main thread only; at shutdown)."""
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.default_int_handler)
 
     @contextlib.contextmanager
     def cell(self, cell_id: str | None) -> Iterator[anyio.CancelScope]:
@@ -74,7 +103,19 @@ class InterruptController:
                 yield scope
             finally:
                 self._cell_id, self._scope = None, None
-                self._armed = False
+                self._disarm()
+
+    @contextlib.contextmanager
+    def comm_handler(self) -> Iterator[None]:
+        """Mark a comm handler as running (shell thread only), so an interrupt can reach it
+        when no cell runs."""
+        self._comm_running += 1
+        try:
+            yield
+        finally:
+            self._comm_running -= 1
+            if not self._comm_running and self._target is self._comm_entry:
+                self._disarm()
 
     @property
     def cancelled(self) -> bool:
@@ -88,33 +129,51 @@ class InterruptController:
         self.interrupt()
 
     def interrupt(self) -> None:
-        """Interrupt the running cell, if any. Callable from any thread."""
-        scope, cell_id, shell = self._scope, self._cell_id, self._shell
-        if scope is None or shell is None:
+        """Interrupt the running cell, else the running comm handler, if any. Any thread."""
+        shell = self._shell
+        if shell is None:
             return
-        self._armed = True
+        scope, cell_id = self._scope, self._cell_id
+        if scope is not None:
+            target: CodeType | None = RUN_CODE
 
-        def cancel_if_same_cell() -> None:
-            if self._cell_id == cell_id and self._scope is scope:
-                scope.cancel()
+            def cancel_if_same_cell() -> None:
+                if self._cell_id == cell_id and self._scope is scope:
+                    scope.cancel()
 
-        with contextlib.suppress(RuntimeError):
-            shell.call_direct(cancel_if_same_cell)
-        if self._main_thread_id is not None and shell.thread is threading.main_thread():
-            signal.pthread_kill(self._main_thread_id, signal.SIGINT)
-            threading.Thread(
-                target=self._resignal, args=(scope,), name="InterruptResignal", daemon=True
-            ).start()
+            with contextlib.suppress(RuntimeError):
+                shell.call_direct(cancel_if_same_cell)
+        elif self._comm_running and self._comm_entry is not None:
+            target = self._comm_entry
+        else:
+            return
+        if self._main_thread_id is None or shell.thread is not threading.main_thread():
+            return  # signals reach only the main thread; the cancel scope has to do
+        self._generation += 1
+        generation = self._generation
+        self._target = target
+        signal.pthread_kill(self._main_thread_id, signal.SIGINT)
+        threading.Thread(
+            target=self._resignal, args=(generation,), name="InterruptResignal", daemon=True
+        ).start()
 
-    def _resignal(self, scope: anyio.CancelScope) -> None:
-        """Repeat SIGINT while the interrupt of the cell of `scope` has not been delivered."""
+    def _disarm(self) -> None:
+        self._target = None
+
+    def _resignal(self, generation: int) -> None:
+        """Repeat SIGINT while interrupt number `generation` has not been delivered."""
         pause = threading.Event()
         while not pause.wait(RESIGNAL_INTERVAL):
-            if not self._armed or self._scope is not scope or self._main_thread_id is None:
+            if (
+                self._target is None
+                or self._generation != generation
+                or self._main_thread_id is None
+            ):
                 return
             signal.pthread_kill(self._main_thread_id, signal.SIGINT)
 
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
-        if self._armed and self._scope is not None and is_cell_frame(frame):
-            self._armed = False
+        target = self._target
+        if target is not None and interrupts_execution_of(frame, target):
+            self._target = None
             raise KeyboardInterrupt

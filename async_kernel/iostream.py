@@ -25,12 +25,27 @@ __all__ = ["IOPub", "OutStream"]
 
 
 class IOPub:
-    """Sends iopub messages from any thread through the iopub socket's owner."""
+    """Sends iopub messages from any thread through the iopub socket's owner.
+
+    **Status truth.** JupyterLab and jupyter_server keep one last-writer-wins execution state per
+    kernel, so the kernel's last `status` must be its real state. Every request gets its own
+    `busy` and `idle`; while an execute request runs, the idle of any other request is followed
+    by `busy` again, addressed to the running execute. The rule is applied in the iopub thread,
+    where every status passes in the order it goes on the wire, so a re-published busy can never
+    follow the execute's own idle, however the threads race.
+    """
 
     def __init__(self, channel: SocketChannel, messenger: Messenger) -> None:
         self._channel = channel
         self._messenger = messenger
         self.streams: list[OutStream] = []
+        # Execute requests between their busy and idle, by msg_id (iopub thread only).
+        self._running_executes: dict[str, Message] = {}
+
+    @property
+    def channel(self) -> SocketChannel:
+        """The iopub socket and its owner."""
+        return self._channel
 
     def publish(
         self,
@@ -42,7 +57,10 @@ class IOPub:
         buffers: Sequence[bytes | memoryview] | None = None,
         flush_streams: bool = True,
     ) -> Message:
-        """Publish a message addressed to `parent`; stream text buffered so far goes first."""
+        """Publish a message addressed to `parent`; stream text buffered so far goes first.
+
+        Thread-safe: messages published by one thread leave in the order they were published.
+        """
         if flush_streams:
             for stream in self.streams:
                 stream.flush()
@@ -50,9 +68,40 @@ class IOPub:
         self._channel.send(self._messenger.frames(msg, [msg_type.encode()], buffers))
         return msg
 
-    def status(self, state: str, parent: Message | None) -> None:
-        """Publish `status` (busy / idle / starting) for `parent`."""
-        self.publish("status", {"execution_state": state}, parent, flush_streams=state != "busy")
+    def status(self, state: str, parent: Message | None, *, execute: bool = False) -> None:
+        """Publish `status` (busy / idle / starting) for `parent`. Thread-safe.
+
+        `execute` marks the busy and idle that bracket an execute request: between them, the
+        idle of any other request is followed by `busy` for the running execute.
+        """
+        if state != "busy":
+            for stream in self.streams:
+                stream.flush()
+        msg = self._messenger.build("status", {"execution_state": state}, parent)
+        frames = self._messenger.frames(msg, [b"status"])
+        self._channel.run_in_owner(self._send_status, frames, state, parent, execute)
+
+    def _send_status(
+        self, frames: list[Any], state: str, parent: Message | None, execute: bool
+    ) -> None:
+        """Send one status and apply the status-truth rule. Iopub thread only."""
+        self._channel.send(frames)
+        running = self._running_executes
+        if execute:
+            msg_id = (parent or {}).get("header", {}).get("msg_id", "")
+            if state == "busy":
+                running[msg_id] = parent or {}
+            else:
+                running.pop(msg_id, None)
+        elif state == "idle" and running:
+            current = next(reversed(running.values()))
+            busy = self._messenger.build("status", {"execution_state": "busy"}, current)
+            self._channel.send(self._messenger.frames(busy, [b"status"]))
+
+    @property
+    def executes_running(self) -> int:
+        """How many execute requests are between their busy and idle (read from any thread)."""
+        return len(self._running_executes)
 
 
 class OutStream(io.TextIOBase):

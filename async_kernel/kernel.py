@@ -7,13 +7,16 @@ Threads (each a protected [Caller][async_kernel.Caller] except the heartbeat):
 | `MainThread` (shell caller) | runs user code: the execute queue and the comm queue |
 | `ControlThread` | owns the control socket; interrupt, shutdown, kernel_info, usage, caller_state |
 | `ShellChannel` | owns the shell and stdin sockets; routes requests, answers those that run no user code |
+| `Introspection` | runs completion and inspection (user code: properties, `__getattr__`) with a time limit |
 | `IOPub` | owns the iopub socket; sends what every other thread publishes |
 | `Heartbeat` | a plain zmq echo device |
 
-Routing by message type (see `ShellRouter`): `execute_request` goes to a `queue_call` queue on the
+Routing by message type (`_on_shell`): `execute_request` goes to a `queue_call` queue on the
 shell caller (one at a time, in order); comm messages to their own queue there (so widgets stay
-live while a cell awaits); kernel_info, comm_info, complete, inspect, is_complete and history are
-answered in the ShellChannel thread, so they are answered while a cell awaits or blocks.
+live while a cell awaits); complete and inspect to the introspection worker; kernel_info,
+comm_info, is_complete and history are answered in the ShellChannel thread. So every request
+but an execute is answered while a cell awaits or blocks. The threads that route messages
+(ShellChannel, ControlThread, IOPub) never run user code.
 """
 
 from __future__ import annotations
@@ -26,14 +29,13 @@ import platform
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any
 
 import anyio
-import jupyter_client
 import zmq
 from IPython.core.completer import provisionalcompleter, rectify_completions
-from IPython.core.error import StdinNotImplementedError
 from IPython.utils.tokenutil import token_at_cursor
 
 from async_kernel import __version__
@@ -43,14 +45,18 @@ from async_kernel.caller_state import ShellQueueStats, caller_state_content, usa
 from async_kernel.channels import SocketChannel
 from async_kernel.comms import install_comms
 from async_kernel.interrupts import InterruptController
+from async_kernel.introspection import Introspector
 from async_kernel.iostream import IOPub, OutStream
 from async_kernel.messaging import Message, Messenger, current_parent
-from async_kernel.pending import Pending, ThreadsafeEvent
+from async_kernel.pending import Pending, PendingCancelled, ThreadsafeEvent
+from async_kernel.quiet_threads import install as install_quiet_threads
 from async_kernel.shell import KernelShell
+from async_kernel.stdin import StdinBridge
 from async_kernel.wire import (
     CALLER_STATE_FEATURE,
     CALLER_STATE_REPLY,
     CALLER_STATE_REQUEST,
+    PROTOCOL_VERSION,
     USAGE_REPLY,
     USAGE_REQUEST,
 )
@@ -60,6 +66,10 @@ __all__ = ["Kernel"]
 logger = logging.getLogger("async_kernel.kernel")
 
 COMM_MESSAGES = frozenset({"comm_open", "comm_msg", "comm_close"})
+INTROSPECTION_MESSAGES = frozenset({"complete_request", "inspect_request"})
+
+CLOSE_TIMEOUT = 5.0
+"""Seconds each step of the shutdown may take before the kernel goes on without it."""
 
 Idents = list[bytes]
 Handler = Callable[[Message], dict[str, Any]]
@@ -73,8 +83,15 @@ class Kernel:
     thread's asyncio or trio loop; it returns after a shutdown request.
     """
 
-    def __init__(self, connection_info: dict[str, Any], backend: Backend) -> None:
+    def __init__(
+        self,
+        connection_info: dict[str, Any],
+        backend: Backend,
+        *,
+        introspection_time_limit: float = 5.0,
+    ) -> None:
         self.connection_info = connection_info
+        self.introspection_time_limit = introspection_time_limit
         self.backend: Backend = backend
         key = connection_info.get("key", "")
         self.messenger = Messenger(
@@ -89,16 +106,14 @@ class Kernel:
         self._received = 0  # execute requests received (ShellChannel thread)
         self._abort_through = 0  # executes received up to this number are aborted
         self._shutdown = ThreadsafeEvent()
-        self._input_waiter: Pending[str] | None = None
-        self._stdin_route: tuple[Idents, Message, bool] | None = None
         self.interrupts = InterruptController()
+        self._serving: list[tuple[SocketChannel, Pending[Any]]] = []
+        self._restore: list[Callable[[], None]] = []
         self._kernel_info_content: dict[str, Any] | None = None
         # Requests that run no user code, by channel: built once, looked up per message.
         self._shell_handlers: dict[str, Handler] = {
             "kernel_info_request": self._kernel_info,
             "comm_info_request": self._comm_info,
-            "complete_request": self._complete,
-            "inspect_request": self._inspect,
             "is_complete_request": self._is_complete,
             "history_request": self._history,
             "shutdown_request": self._shutdown_request,
@@ -128,7 +143,7 @@ class Kernel:
             self._init_shell()
             self.iopub.status("starting", None)
             for channel in (self.control_channel, self.shell_channel, self.stdin_channel):
-                channel.owner.call_soon(channel.serve)
+                self._serving.append((channel, channel.owner.call_soon(channel.serve)))
             self.control_caller.call_soon(self._watch_parent_process)
             await self._shutdown
         finally:
@@ -139,11 +154,18 @@ class Kernel:
         transport = info.get("transport", "tcp")
         ip = info.get("ip", "127.0.0.1")
 
-        def bind(kind: int, port_name: str) -> zmq.Socket[Any]:
+        def bind(kind: int, port_name: str, *, mandatory: bool = True) -> zmq.Socket[Any]:
             socket = self.context.socket(kind)
             socket.linger = 1000
+            # No high-water mark: a ROUTER drops replies beyond it and a PUB drops messages,
+            # silently, while a client reads slower than the kernel answers. Every reply and
+            # every iopub message is kept until it is delivered (or its peer disconnects).
+            socket.sndhwm = 0
             if kind == zmq.ROUTER:
                 socket.router_handover = 1
+            if kind == zmq.ROUTER and mandatory:
+                # A reply to a peer that is not connected raises (and is logged), never vanishes.
+                socket.router_mandatory = 1
             port = info.get(port_name, 0)
             if transport == "tcp":
                 socket.bind(f"tcp://{ip}:{port}")
@@ -152,7 +174,7 @@ class Kernel:
             return socket
 
         receiver = self.messenger.receiver
-        shell_messenger, control_messenger = receiver(), receiver()
+        shell_messenger, stdin_messenger, control_messenger = receiver(), receiver(), receiver()
         self.shell_channel = SocketChannel(
             "shell",
             bind(zmq.ROUTER, "shell_port"),
@@ -163,7 +185,7 @@ class Kernel:
             "stdin",
             bind(zmq.ROUTER, "stdin_port"),
             self.channel_caller,
-            lambda frames: self._on_stdin(shell_messenger, frames),
+            lambda frames: self._on_stdin(stdin_messenger, frames),
         )
         self.control_channel = SocketChannel(
             "control",
@@ -175,7 +197,8 @@ class Kernel:
         self.iopub = IOPub(
             SocketChannel("iopub", iopub_socket, self.iopub_caller, None), self.messenger
         )
-        heartbeat = bind(zmq.ROUTER, "hb_port")
+        # The heartbeat echoes with zmq.proxy, which must not fail on a vanished peer.
+        heartbeat = bind(zmq.ROUTER, "hb_port", mandatory=False)
         self._heartbeat = threading.Thread(
             target=self._echo_heartbeats, args=(heartbeat,), name="Heartbeat", daemon=True
         )
@@ -188,11 +211,18 @@ class Kernel:
         socket.close(linger=0)
 
     def _init_shell(self) -> None:
+        install_quiet_threads()
+        self.stdin = StdinBridge(self.stdin_channel, self.messenger)
+        self.introspector = Introspector(
+            self.shell_caller, time_limit=self.introspection_time_limit
+        )
         self.stdout = OutStream("stdout", self.iopub, self.iopub_caller, self._default_parent)
         self.stderr = OutStream("stderr", self.iopub, self.iopub_caller, self._default_parent)
         self.iopub.streams = [self.stdout, self.stderr]
+        saved_stdout, saved_stderr = sys.stdout, sys.stderr
         sys.stdout = self.stdout
         sys.stderr = self.stderr
+        self._restore.append(lambda: _set_streams(saved_stdout, saved_stderr))
         self.shell = KernelShell.instance(iopub=self.iopub, kernel=self)
         self._defer_history_writes()
         self.comm_manager = install_comms(self.iopub)
@@ -200,7 +230,8 @@ class Kernel:
 
         self.shell.register_magics(CallerMagics(self.shell, kernel=self))
         self._patch_input()
-        self.interrupts.install(self.shell_caller)
+        self.interrupts.install(self.shell_caller, comm_entry=_dispatch_comm.__code__)
+        self._restore.append(self.interrupts.uninstall)
 
     def _defer_history_writes(self) -> None:
         """Write input history to its database when the kernel goes idle, not after every cell.
@@ -241,21 +272,69 @@ class Kernel:
     def _patch_input(self) -> None:
         import builtins
 
+        saved_input, saved_getpass = builtins.input, getpass.getpass
         builtins.input = self.raw_input  # type: ignore[assignment]
         getpass.getpass = self.getpass
 
+        def restore() -> None:
+            builtins.input = saved_input
+            getpass.getpass = saved_getpass
+
+        self._restore.append(restore)
+
     async def _close(self) -> None:
+        """Shut down in order: stop serving, close each socket in the thread that owns it
+        (iopub last, after the final output), stop the callers, restore what the kernel
+        replaced in the interpreter, terminate the zmq context and join the heartbeat."""
+        if hasattr(self, "stdin"):
+            self.stdin.close()
         for stream in (getattr(self, "stdout", None), getattr(self, "stderr", None)):
             if stream is not None:
                 stream.flush()
+        for _, serving in self._serving:
+            serving.cancel()
+        for _, serving in self._serving:
+            with anyio.move_on_after(CLOSE_TIMEOUT), contextlib.suppress(PendingCancelled):
+                await serving
+        channels = [channel for channel, _ in self._serving]
+        if hasattr(self, "iopub"):
+            channels.append(self.iopub.channel)
+        for channel in channels:
+            try:
+                with anyio.fail_after(CLOSE_TIMEOUT):
+                    await channel.owner.call_soon(channel.close)
+            except Exception as e:
+                logger.warning("Could not close the %s socket in its thread: %r", channel.name, e)
+        if hasattr(self, "introspector"):
+            self.introspector.stop()
         for caller in (self.channel_caller, self.control_caller, self.iopub_caller):
             caller.stop(force=True)
         for caller in (self.channel_caller, self.control_caller, self.iopub_caller):
-            with anyio.move_on_after(2):
+            with anyio.move_on_after(CLOSE_TIMEOUT):
                 await caller.stopped
         with contextlib.suppress(Exception):
             self.shell.history_manager.end_session()  # type: ignore[union-attr]
-        self.context.destroy(linger=100)
+        for restore in reversed(self._restore):
+            restore()
+        self._restore.clear()
+        self._terminate_context()
+
+    def _terminate_context(self) -> None:
+        """Terminate the zmq context; that ends the heartbeat's proxy, which closes its socket."""
+        terminator = threading.Thread(target=self.context.term, name="ContextTerm", daemon=True)
+        terminator.start()
+        terminator.join(CLOSE_TIMEOUT)
+        if terminator.is_alive():
+            logger.warning("The zmq context did not terminate: a socket is still open")
+            return
+        logger.debug("Terminated the zmq context")
+        heartbeat = getattr(self, "_heartbeat", None)
+        if heartbeat is not None:
+            heartbeat.join(CLOSE_TIMEOUT)
+            if heartbeat.is_alive():
+                logger.warning("The heartbeat thread did not end")
+            else:
+                logger.debug("Joined the heartbeat thread")
 
     def request_shutdown(self) -> None:
         """End `run()` (thread-safe)."""
@@ -301,6 +380,8 @@ class Kernel:
         elif msg_type in COMM_MESSAGES:
             self.comm_stats.pending += 1
             self.shell_caller.queue_call(self._comm_message, idents, msg)
+        elif msg_type in INTROSPECTION_MESSAGES:
+            self.channel_caller.call_soon(self._introspect, messenger, idents, msg)
         else:
             self._answer(self.shell_channel, messenger, idents, msg, self._shell_handlers)
 
@@ -339,17 +420,33 @@ class Kernel:
         finally:
             self.iopub.status("idle", msg)
 
+    async def _introspect(self, messenger: Messenger, idents: Idents, msg: Message) -> None:
+        """Answer a complete or inspect request from the introspection worker (ShellChannel
+        loop): busy, reply, idle, while the router goes on routing."""
+        msg_type: str = msg["header"].get("msg_type", "")
+        self.iopub.status("busy", msg)
+        try:
+            if msg_type == "complete_request":
+                handler, fallback = self._complete, _empty_completion(msg)
+            else:
+                handler, fallback = self._inspect, _NOT_FOUND
+            try:
+                content = await self.introspector.answer(handler, msg, fallback)
+            except Exception as e:
+                logger.exception("Error handling %s", msg_type)
+                content = _error_content(type(e).__name__, str(e))
+            reply_type = msg_type.removesuffix("_request") + "_reply"
+            self._reply(self.shell_channel, messenger, reply_type, content, msg, idents)
+        finally:
+            self.iopub.status("idle", msg)
+
     def _on_stdin(self, messenger: Messenger, frames: list[bytes]) -> None:
         try:
             _, msg = messenger.parse(frames)
         except ValueError as e:
             logger.warning("Dropped a stdin message: %s", e)
             return
-        waiter = self._input_waiter
-        if msg["header"].get("msg_type") == "input_reply" and waiter is not None:
-            waiter._set_result(str(msg["content"].get("value", "")))
-        else:
-            logger.warning("Unexpected %r on stdin", msg["header"].get("msg_type"))
+        self.stdin.on_message(msg)
 
     # --- requests that run no user code ------------------------------------------------------
 
@@ -361,7 +458,7 @@ class Kernel:
     def _build_kernel_info(self) -> dict[str, Any]:
         return {
             "status": "ok",
-            "protocol_version": jupyter_client.protocol_version,
+            "protocol_version": PROTOCOL_VERSION,
             "implementation": "async_kernel",
             "implementation_version": __version__,
             "language_info": {
@@ -505,15 +602,14 @@ class Kernel:
         # comes back to its loop and the process exits now rather than when it is killed.
         self._abort_through = self._received
         self.interrupts.close()
+        self.stdin.close()
         # Reply first (the caller of this handler sends it), then stop.
         self.control_caller.call_direct(self.request_shutdown)
         return {"status": "ok", "restart": restart}
 
     def _interrupt_request(self, msg: Message) -> dict[str, Any]:
         self.interrupts.interrupt()
-        waiter = self._input_waiter
-        if waiter is not None:
-            waiter._set_exception(KeyboardInterrupt())
+        self.stdin.interrupt()
         return {"status": "ok"}
 
     def _debug_request(self, msg: Message) -> dict[str, Any]:
@@ -527,27 +623,27 @@ class Kernel:
         content = msg["content"]
         current_parent.set(msg)
         self.last_execute_parent = msg
-        if number <= self._abort_through:
-            self.iopub.status("busy", msg)
-            reply = {"status": "aborted", "execution_count": self.shell.execution_count - 1}
-            self._reply(self.shell_channel, self.messenger, "execute_reply", reply, msg, idents)
-            self.iopub.status("idle", msg)
-            return
-        stats.running_since = time.monotonic()
+        self.iopub.status("busy", msg, execute=True)
         try:
-            reply = await self._execute(idents, msg, content)
-        except Exception as e:  # a kernel bug: the client still gets its reply
-            logger.exception("Error executing a cell")
-            reply = _error_content(type(e).__name__, str(e))
-            reply["execution_count"] = self.shell.execution_count - 1
+            if number <= self._abort_through:
+                reply = {"status": "aborted", "execution_count": self.shell.execution_count - 1}
+            else:
+                stats.running_since = time.monotonic()
+                try:
+                    reply = await self._execute(idents, msg, content)
+                except (Exception, KeyboardInterrupt) as e:  # a kernel bug: still a reply
+                    logger.exception("Error executing a cell")
+                    reply = _error_content(type(e).__name__, str(e))
+                    reply["execution_count"] = self.shell.execution_count - 1
+                finally:
+                    stats.running_since = None
+                if reply["status"] == "error" and content.get("stop_on_error", True):
+                    self._abort_through = self._received
+                self.stdout.flush()
+                self.stderr.flush()
+            self._reply(self.shell_channel, self.messenger, "execute_reply", reply, msg, idents)
         finally:
-            stats.running_since = None
-        if reply["status"] == "error" and content.get("stop_on_error", True):
-            self._abort_through = self._received
-        self.stdout.flush()
-        self.stderr.flush()
-        self._reply(self.shell_channel, self.messenger, "execute_reply", reply, msg, idents)
-        self.iopub.status("idle", msg)
+            self.iopub.status("idle", msg, execute=True)
         if not stats.pending:
             self._schedule_history_write()
 
@@ -559,15 +655,17 @@ class Kernel:
         silent = bool(content.get("silent", False))
         # The spec forces store_history off for silent requests.
         store_history = not silent and bool(content.get("store_history", True))
-        self.iopub.status("busy", msg)
         result = None
+        allow_stdin = bool(content.get("allow_stdin", False))
         # Interruptible from before execute_input: a client may interrupt as soon as it sees it.
-        with self.interrupts.cell(msg["header"].get("msg_id")) as scope:
+        with (
+            self.interrupts.cell(msg["header"].get("msg_id")) as scope,
+            self.stdin.route(msg, idents, allow_stdin),
+        ):
             if not silent:
                 self.iopub.publish(
                     "execute_input", {"code": code, "execution_count": shell.execution_count}, msg
                 )
-            self._stdin_route = (idents, msg, bool(content.get("allow_stdin", False)))
             shell.last_error = None
             cell_id = msg.get("metadata", {}).get("cellId")
             preprocessing_error = None
@@ -586,7 +684,6 @@ class Kernel:
                     transformed_cell=transformed,
                     preprocessing_exc_tuple=preprocessing_error,
                 )
-        self._stdin_route = None
         interrupted = scope.cancel_called
         # The counter counts cells stored in history; IPython has moved it past the last one.
         count = shell.execution_count - 1
@@ -618,52 +715,86 @@ class Kernel:
         return reply
 
     async def _comm_message(self, idents: Idents, msg: Message) -> None:
+        """Run a comm message's handler (shell thread), containing whatever it raises.
+
+        An error in a handler (any BaseException: a KeyboardInterrupt from an interrupt
+        included) is logged and published as an `error` addressed to the comm message; the
+        comm queue and the kernel go on.
+        """
         self.comm_stats.pending -= 1
         current_parent.set(msg)
-        msg_type = msg["header"].get("msg_type")
+        msg_type = str(msg["header"].get("msg_type"))
         self.iopub.status("busy", msg)
         self.comm_stats.running_since = time.monotonic()
         try:
-            getattr(self.comm_manager, msg_type)(None, idents, msg)
-        except Exception:
-            logger.exception("Error handling %s", msg_type)
+            with self.interrupts.comm_handler():
+                raised = _dispatch_comm(self.comm_manager, msg_type, idents, msg)
+            if raised is not None:
+                logger.error("A %s handler raised", msg_type, exc_info=raised)
+                self.iopub.publish("error", _error_output(raised), msg)
         finally:
             self.comm_stats.running_since = None
             self.iopub.status("idle", msg)
 
-    # --- stdin (shell thread, blocking) ------------------------------------------------------
+    # --- stdin (any thread but the routers, blocking) ----------------------------------------
 
     def raw_input(self, prompt: str = "") -> str:
-        """`input()` for cells: an input_request to the client that sent the execute request."""
-        return self._request_input(str(prompt), password=False)
-
-    def getpass(self, prompt: str = "Password: ", stream: Any = None) -> str:
-        """`getpass.getpass()` for cells."""
-        return self._request_input(str(prompt), password=True)
-
-    def _request_input(self, prompt: str, *, password: bool) -> str:
-        route = self._stdin_route
-        if (
-            route is None
-            or not route[2]
-            or threading.current_thread() is not threading.main_thread()
-        ):
-            raise StdinNotImplementedError(
-                "The frontend does not support input requests (allow_stdin is false)"
-            )
-        idents, parent, _ = route
+        """`input()` for user code: an input_request to the client of the running cell."""
         self.stdout.flush()
         self.stderr.flush()
-        waiter: Pending[str] = Pending()
-        self._input_waiter = waiter
-        try:
-            frames = self.messenger.reply_frames(
-                "input_request", {"prompt": prompt, "password": password}, parent, idents
-            )
-            self.stdin_channel.send(frames)
-            return waiter.wait_sync()
-        finally:
-            self._input_waiter = None
+        return self.stdin.request(str(prompt), password=False)
+
+    def getpass(self, prompt: str = "Password: ", stream: Any = None) -> str:
+        """`getpass.getpass()` for user code."""
+        self.stdout.flush()
+        self.stderr.flush()
+        return self.stdin.request(str(prompt), password=True)
+
+
+def _dispatch_comm(
+    manager: Any, msg_type: str, idents: Idents, msg: Message
+) -> BaseException | None:
+    """Call the comm manager's handler for `msg`; return what it raised, if anything.
+
+    Its frame is where an interrupt aimed at a running comm handler may raise
+    KeyboardInterrupt (see `interrupts`): only inside the call below, never in the kernel.
+    """
+    try:
+        getattr(manager, msg_type)(None, idents, msg)
+    except BaseException as e:  # user handler code: contain everything
+        return e
+    return None
+
+
+def _error_output(error: BaseException) -> dict[str, Any]:
+    """The `error` iopub content for an exception raised by user code outside a cell."""
+    lines = traceback.format_exception(type(error), error, error.__traceback__)
+    return {
+        "ename": type(error).__name__,
+        "evalue": str(error),
+        "traceback": [line.rstrip("\n") for line in lines],
+    }
+
+
+def _empty_completion(msg: Message) -> dict[str, Any]:
+    content = msg["content"]
+    cursor = content.get("cursor_pos")
+    if not isinstance(cursor, int):
+        cursor = len(str(content.get("code", "")))
+    return {
+        "status": "ok",
+        "matches": [],
+        "cursor_start": cursor,
+        "cursor_end": cursor,
+        "metadata": {},
+    }
+
+
+_NOT_FOUND: dict[str, Any] = {"status": "ok", "found": False, "data": {}, "metadata": {}}
+
+
+def _set_streams(stdout: Any, stderr: Any) -> None:
+    sys.stdout, sys.stderr = stdout, stderr
 
 
 def _error_content(ename: str, evalue: str) -> dict[str, Any]:

@@ -16,9 +16,10 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from jupyter_client import protocol_version
 from jupyter_client.session import Session, utcnow
 from traitlets import observe
+
+from async_kernel.wire import PROTOCOL_VERSION
 
 __all__ = ["KernelSession", "Message", "Messenger", "current_parent"]
 
@@ -68,7 +69,7 @@ class KernelSession(Session):
             "username": self._header_username,
             "session": self._header_session,
             "date": utcnow(),
-            "version": protocol_version,
+            "version": PROTOCOL_VERSION,
         }
 
     def deserialize(  # type: ignore[override]

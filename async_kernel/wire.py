@@ -14,6 +14,7 @@ __all__ = [
     "CALLER_STATE_REPLY",
     "CALLER_STATE_REQUEST",
     "CALLER_STATE_VERSION",
+    "PROTOCOL_VERSION",
     "USAGE_REPLY",
     "USAGE_REQUEST",
 ]
@@ -35,3 +36,11 @@ USAGE_REQUEST: Final = "usage_request"
 
 USAGE_REPLY: Final = "usage_reply"
 """The reply to [USAGE_REQUEST][async_kernel.wire.USAGE_REQUEST]."""
+
+PROTOCOL_VERSION: Final = "5.4"
+"""The Jupyter messaging protocol version this kernel implements.
+
+Sent in ``kernel_info_reply.protocol_version`` and in every message header. It is the kernel's
+own, not the version of the installed jupyter_client (which may know a newer protocol than this
+kernel speaks).
+"""

@@ -284,10 +284,31 @@ def test_launch_passes_its_arguments_to_run_kernel(
     app.run_kernel = lambda **kwargs: calls.append(kwargs)  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "async_kernel.app", app)
 
-    code = main([*command, "-f", "conn.json", "--backend", "trio", "--log-level", "debug"])
+    code = main(
+        [
+            *command,
+            *("-f", "conn.json", "--backend", "trio", "--log-level", "debug"),
+            *("--introspection-timeout", "2.5"),
+        ]
+    )
 
     assert code == 0
-    assert calls == [{"connection_file": "conn.json", "backend": "trio", "log_level": "DEBUG"}]
+    assert calls == [
+        {
+            "connection_file": "conn.json",
+            "backend": "trio",
+            "log_level": "DEBUG",
+            "introspection_timeout": 2.5,
+        }
+    ]
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "soon"])
+def test_launch_bad_introspection_timeout_exits_2(cli: Cli, tmp_path: Path, value: str) -> None:
+    result = cli("-f", str(tmp_path / "kernel.json"), "--introspection-timeout", value)
+
+    assert result.returncode == 2
+    assert "--introspection-timeout" in result.stderr
 
 
 def test_console_script_is_the_same_command() -> None:

@@ -92,23 +92,26 @@ assert started.wait(30)
 
 
 async def test_snapshot_answers_while_a_cell_blocks_the_shell_thread(
-    kernels: Any, api: Any
+    kernels: Any, api: Any, tmp_path: Any
 ) -> None:
     kernel_id = await kernels.start("async")
     client = await kernels.client(kernel_id)
-    msg_id = client.execute("import time; time.sleep(5)")
+    flag = tmp_path / "release"
+    # The cell blocks the shell thread until the test releases it.
+    msg_id = client.execute(
+        f"import os, time\nwhile not os.path.exists({str(flag)!r}):\n    time.sleep(0.005)"
+    )
     await kernels.wait_for_iopub(client, msg_id, "execute_input")
-
-    started = time.monotonic()
-    status, state = await api.snapshot(kernel_id)
-    elapsed = time.monotonic() - started
+    try:
+        status, state = await api.snapshot(kernel_id)
+    finally:
+        flag.touch()
 
     assert status == 200, state
-    assert elapsed < 1.0
     execute_queue = state["shell"]["queues"][0]
     assert execute_queue["msg_type"] == "execute_request"
     assert execute_queue["running"] is True
-    reply = await kernels.wait_for_reply(client, msg_id)  # the cell was still running
+    reply = await kernels.wait_for_reply(client, msg_id)  # the cell ran until released
     assert reply["content"]["status"] == "ok"
 
 

@@ -6,16 +6,18 @@
 - `kernel`: a kernel shared by the tests of one module (per backend), synchronised before each
   test so no output of an earlier test is left over.
 - `fresh_kernel`: a kernel of the test's own, for tests that interrupt, kill or shut it down.
+- `hold`: makes flag files that hold a cell until the test releases it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from kernel_harness import (
     BACKENDS,
+    Hold,
     IsolatedEnv,
     KernelSession,
     make_isolated_env,
@@ -68,3 +70,20 @@ def fresh_kernel(backend: str, kernel_env: IsolatedEnv) -> Iterator[KernelSessio
         yield session
     finally:
         session.close()
+
+
+@pytest.fixture
+def hold(tmp_path: Path) -> Iterator[Callable[[], Hold]]:
+    """Make [Hold][]s (flag files) for this test; every one is released at the end."""
+    made: list[Hold] = []
+
+    def make() -> Hold:
+        latch = Hold(tmp_path / f"hold-{len(made)}")
+        made.append(latch)
+        return latch
+
+    try:
+        yield make
+    finally:
+        for latch in made:
+            latch.release()

@@ -180,6 +180,8 @@ class KernelSession:
     # iopub messages by parent msg_id.
     _replies: dict[str, dict[str, Message]] = field(default_factory=lambda: defaultdict(dict))
     _iopub: dict[str, list[Message]] = field(default_factory=lambda: defaultdict(list))
+    iopub_log: list[Message] = field(default_factory=list)
+    """Every iopub message received, in arrival order (cleared by `sync`)."""
 
     # --- life cycle --------------------------------------------------------------------------
 
@@ -344,6 +346,19 @@ class KernelSession:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{queue['pending']} execute requests queued, not {pending}")
 
+    def wait_until_idle_queue(self, *, timeout: float = TIMEOUT) -> None:
+        """Ask caller_state (control) until no execute request waits or runs."""
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.request("caller_state_request", channel="control", timeout=timeout)
+            [queue] = [
+                q for q in state["content"]["shell"]["queues"] if q["msg_type"] == "execute_request"
+            ]
+            if queue["pending"] == 0 and not queue["running"]:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"execute queue still busy: {queue}")
+
     def sync(self, *, timeout: float = TIMEOUT) -> None:
         """Wait until earlier cells have finished, then forget messages nobody claimed.
 
@@ -354,6 +369,34 @@ class KernelSession:
         self.collect(marker, timeout=timeout)
         self._replies.clear()
         self._iopub.clear()
+        self.iopub_log.clear()
+
+    def statuses(self, *, until: str, timeout: float = TIMEOUT) -> list[tuple[str, str]]:
+        """Read iopub until the idle of `until`; return every status so far as (state, parent)."""
+        self.iopub_until_idle(until, timeout=timeout)
+        return [
+            (m["content"]["execution_state"], m["parent_header"].get("msg_id", ""))
+            for m in self.iopub_log
+            if m["msg_type"] == "status"
+        ]
+
+    def status_after_idle_of(self, msg_id: str, *, timeout: float = TIMEOUT) -> tuple[str, str]:
+        """The first status published after the idle of `msg_id`, as (state, parent msg_id)."""
+        self.iopub_until_idle(msg_id, timeout=timeout)
+        [idle_at] = [
+            i
+            for i, m in enumerate(self.iopub_log)
+            if _is_status(m, "idle") and m["parent_header"].get("msg_id") == msg_id
+        ]
+        deadline = time.monotonic() + timeout
+        while True:
+            later = [m for m in self.iopub_log[idle_at + 1 :] if m["msg_type"] == "status"]
+            if later:
+                return later[0]["content"]["execution_state"], later[0]["parent_header"].get(
+                    "msg_id", ""
+                )
+            msg = self._get("iopub", deadline, f"a status after the idle of {msg_id}")
+            self._iopub[msg["parent_header"].get("msg_id", "")].append(msg)
 
     def _get(self, channel: str, deadline: float, what: str) -> Message:
         remaining = deadline - time.monotonic()
@@ -363,7 +406,45 @@ class KernelSession:
             msg: Message = getattr(self.client, f"{channel}_channel").get_msg(timeout=remaining)
         except queue.Empty:
             raise TimeoutError(f"no {what} in time") from None
-        return check_message(msg)
+        checked = check_message(msg)
+        if channel == "iopub":
+            self.iopub_log.append(checked)
+        return checked
+
+
+@dataclass
+class Hold:
+    """A flag file that a cell (or handler) waits for: the test holds it, then releases it.
+
+    Tests hold a cell this way instead of letting it sleep for a while, so a loaded machine
+    cannot end the cell before the test has done what it must do while the cell runs.
+    """
+
+    path: Path
+
+    @property
+    def blocking(self) -> str:
+        """Code that blocks the thread it runs in until released."""
+        return (
+            f"import os as _os, time as _time\n"
+            f"while not _os.path.exists({str(self.path)!r}):\n    _time.sleep(0.005)\n"
+        )
+
+    @property
+    def awaiting(self) -> str:
+        """Code (for a cell) that awaits until released, letting the event loop run."""
+        return (
+            f"import os as _os, anyio as _anyio\n"
+            f"while not _os.path.exists({str(self.path)!r}):\n    await _anyio.sleep(0.005)\n"
+        )
+
+    def code(self, how: str) -> str:
+        """`blocking` or `awaiting` code, by name."""
+        return self.blocking if how == "blocking" else self.awaiting
+
+    def release(self) -> None:
+        """Let the held code go on."""
+        self.path.touch()
 
 
 def _is_status(msg: Message, state: str) -> bool:

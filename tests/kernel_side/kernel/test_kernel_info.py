@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-import jupyter_client
 import pytest
 from kernel_harness import KernelSession
+
+from async_kernel.wire import PROTOCOL_VERSION
 
 pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.mark.parametrize("channel", ["shell", "control"])
 def test_kernel_info_describes_an_async_python_kernel(kernel: KernelSession, channel: str) -> None:
-    content = kernel.request("kernel_info_request", channel=channel)["content"]
+    reply = kernel.request("kernel_info_request", channel=channel)
+    content = reply["content"]
     assert content["status"] == "ok"
-    assert content["protocol_version"] == jupyter_client.protocol_version
+    # The version this kernel implements, not the installed jupyter_client's.
+    assert content["protocol_version"] == PROTOCOL_VERSION == "5.4"
+    assert reply["header"]["version"] == PROTOCOL_VERSION
     assert content["implementation"] == "async_kernel"
     assert isinstance(content["implementation_version"], str)
     info = content["language_info"]

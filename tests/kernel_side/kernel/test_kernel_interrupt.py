@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 
 import pytest
 from kernel_harness import KernelSession
@@ -101,3 +102,187 @@ def test_interrupted_cell_keeps_the_execution_count_consistent(fresh_kernel: Ker
     after = fresh_kernel.execute("2")
     assert interrupted.content["execution_count"] == before + 1
     assert after.content["execution_count"] == before + 2
+
+
+# --- KeyboardInterrupt lands only in the running cell's own execution ------------------------
+
+COUNT_SIGINTS = """
+import signal
+sigints = [0]
+_kernel_handler = signal.getsignal(signal.SIGINT)
+
+def _counting_handler(signum, frame):
+    sigints[0] += 1
+    _kernel_handler(signum, frame)
+
+signal.signal(signal.SIGINT, _counting_handler)
+"""
+"""Counts the SIGINTs the kernel receives, then lets the kernel's own handler decide."""
+
+SPINNERS = {
+    # Each says it spins, then spins in pure Python (so a SIGINT is handled inside it) until
+    # 3 SIGINTs have arrived. `start_spinning()` is called by the awaiting cell.
+    "comm handler": """
+import sys
+def spin_target(comm, open_msg):
+    @comm.on_msg
+    def _spin(msg):
+        print("spinning"); sys.stdout.flush()
+        while sigints[0] < 3:
+            pass
+        spun.append("comm handler")
+
+spun = []
+get_ipython().kernel.comm_manager.register_target("spin", spin_target)
+def start_spinning():
+    pass
+""",
+    "scheduled call": """
+import sys
+from async_kernel import Caller
+
+def spin():
+    print("spinning"); sys.stdout.flush()
+    while sigints[0] < 3:
+        pass
+    spun.append("scheduled call")
+
+spun = []
+def start_spinning():
+    Caller.get().call_soon(spin)
+""",
+    "queue item": """
+import sys
+from async_kernel import Caller
+
+def spin_item():
+    print("spinning"); sys.stdout.flush()
+    while sigints[0] < 3:
+        pass
+    spun.append("queue item")
+
+spun = []
+def start_spinning():
+    Caller.get().queue_call(spin_item)
+""",
+}
+
+
+@pytest.mark.parametrize("what", sorted(SPINNERS))
+def test_interrupt_hits_the_awaiting_cell_never_what_spins_beside_it(
+    fresh_kernel: KernelSession, what: str
+) -> None:
+    """A comm handler, a scheduled call or a queue item spins in the shell thread while a cell
+    awaits; the interrupt's SIGINTs land in the spinner, which must not be hit: it finishes,
+    the awaiting cell is interrupted, and the kernel serves on."""
+    kernel = fresh_kernel
+    assert kernel.execute(COUNT_SIGINTS + SPINNERS[what]).status == "ok"
+    comm_id = uuid.uuid4().hex
+    if what == "comm handler":
+        opened = kernel.send("comm_open", {"comm_id": comm_id, "target_name": "spin", "data": {}})
+        kernel.iopub_until_idle(opened)
+    cell = _start(kernel, "import anyio\nstart_spinning()\nawait anyio.sleep(60)")
+    if what == "comm handler":
+        kernel.send("comm_msg", {"comm_id": comm_id, "data": {}})
+    kernel.iopub_matching(
+        lambda m: m["msg_type"] == "stream" and "spinning" in m["content"]["text"],
+        what="the spinner's first output",
+    )
+    reply = kernel.request("interrupt_request", channel="control", timeout=10)
+    assert reply["content"] == {"status": "ok"}
+    execution = kernel.collect(cell, timeout=30)
+    assert execution.content["ename"] == "KeyboardInterrupt"
+    assert kernel.manager.is_alive()
+    check = kernel.execute("spun, sigints[0] >= 3")
+    assert check.status == "ok", check.content
+    assert check.outputs("execute_result")[0]["content"]["data"]["text/plain"] == (
+        f"(['{what}'], True)"
+    )
+    _assert_serving(kernel)
+
+
+def test_interrupt_stops_a_comm_handler_that_spins_while_no_cell_runs(
+    fresh_kernel: KernelSession,
+) -> None:
+    kernel = fresh_kernel
+    setup = """
+import sys
+def forever_target(comm, open_msg):
+    @comm.on_msg
+    def _spin(msg):
+        print("spinning"); sys.stdout.flush()
+        while True:
+            pass
+get_ipython().kernel.comm_manager.register_target("forever", forever_target)
+"""
+    assert kernel.execute(setup).status == "ok"
+    comm_id = uuid.uuid4().hex
+    opened = kernel.send("comm_open", {"comm_id": comm_id, "target_name": "forever", "data": {}})
+    kernel.iopub_until_idle(opened)
+    message = kernel.send("comm_msg", {"comm_id": comm_id, "data": {}})
+    kernel.iopub_matching(
+        lambda m: m["msg_type"] == "stream" and m["parent_header"].get("msg_id") == message,
+        what="the handler's output",
+    )
+    kernel.request("interrupt_request", channel="control", timeout=10)
+    outputs = kernel.iopub_until_idle(message, timeout=30)
+    [error] = [m for m in outputs if m["msg_type"] == "error"]
+    assert error["content"]["ename"] == "KeyboardInterrupt"
+    _assert_serving(kernel)
+
+
+RAISERS = {
+    "KeyboardInterrupt": "raise KeyboardInterrupt",
+    "SystemExit": "raise SystemExit(3)",
+    "BaseException subclass": "raise Custom('custom')",
+}
+
+
+@pytest.mark.parametrize("raised", sorted(RAISERS))
+def test_whatever_a_comm_handler_raises_is_reported_and_the_kernel_serves_on(
+    fresh_kernel: KernelSession, raised: str
+) -> None:
+    kernel = fresh_kernel
+    setup = f"""
+class Custom(BaseException):
+    pass
+
+def raising_target(comm, open_msg):
+    @comm.on_msg
+    def _raise(msg):
+        {RAISERS[raised]}
+get_ipython().kernel.comm_manager.register_target("raising", raising_target)
+"""
+    assert kernel.execute(setup).status == "ok", setup
+    comm_id = uuid.uuid4().hex
+    opened = kernel.send("comm_open", {"comm_id": comm_id, "target_name": "raising", "data": {}})
+    kernel.iopub_until_idle(opened)
+    message = kernel.send("comm_msg", {"comm_id": comm_id, "data": {}})
+    outputs = kernel.iopub_until_idle(message)
+    [error] = [m for m in outputs if m["msg_type"] == "error"]
+    assert error["content"]["ename"] in ("KeyboardInterrupt", "SystemExit", "Custom")
+    assert kernel.manager.is_alive()
+    again = kernel.send("comm_msg", {"comm_id": comm_id, "data": {}})
+    assert [m["msg_type"] for m in kernel.iopub_until_idle(again)] == ["error"]
+    _assert_serving(kernel)
+
+
+@pytest.mark.parametrize("raised", sorted(RAISERS))
+@pytest.mark.parametrize("how", ["call_soon", "queue_call"])
+def test_whatever_a_call_on_the_shell_caller_raises_leaves_the_kernel_serving(
+    fresh_kernel: KernelSession, raised: str, how: str
+) -> None:
+    kernel = fresh_kernel
+    code = f"""
+from async_kernel import Caller
+
+class Custom(BaseException):
+    pass
+
+def raiser():
+    {RAISERS[raised]}
+Caller.get().{how}(raiser)
+"""
+    assert kernel.execute(code).status == "ok", code
+    _assert_serving(kernel)
+    assert kernel.manager.is_alive()

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import psutil
 import pytest
+from jupyter_client.blocking.client import BlockingKernelClient
+from jupyter_client.connect import write_connection_file
 from kernel_harness import SPEC_NAMES, START_TIMEOUT, IsolatedEnv, KernelSession, wait_for_exit
 
 pytestmark = pytest.mark.timeout(90)
@@ -113,3 +117,79 @@ def test_kernel_exits_when_its_parent_process_dies(backend: str, kernel_env: Iso
         if kernel_pid and psutil.pid_exists(kernel_pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(kernel_pid, signal.SIGKILL)
+
+
+RESTORED_AT_EXIT = """
+import atexit, builtins, getpass, signal, sys
+
+def _report(path={path!r}):
+    with open(path, "w") as f:
+        f.write(repr((
+            sys.stdout is sys.__stdout__,
+            sys.stderr is sys.__stderr__,
+            builtins.input.__module__,
+            getpass.getpass.__module__,
+            signal.getsignal(signal.SIGINT) is signal.default_int_handler,
+        )))
+
+atexit.register(_report)
+"""
+
+
+def test_clean_shutdown_closes_sockets_in_their_threads_and_restores_the_interpreter(
+    backend: str, kernel_env: IsolatedEnv, tmp_path: Path
+) -> None:
+    """Run by hand (debug log on a pipe): each socket closed by the thread that owns it, the
+    context terminated, the heartbeat joined, streams and builtins restored, exit code 0."""
+    connection_file = str(tmp_path / "kernel.json")
+    write_connection_file(connection_file, ip="127.0.0.1", key=secrets.token_hex(16).encode())
+    kernel = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "async_kernel",
+            "-f",
+            connection_file,
+            "--backend",
+            backend,
+            "--log-level",
+            "DEBUG",
+        ],
+        env=kernel_env.environ(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    client = BlockingKernelClient(connection_file=connection_file)
+    client.load_connection_file()
+    report = tmp_path / "restored.txt"
+    try:
+        client.start_channels(hb=False)
+        client.wait_for_ready(timeout=START_TIMEOUT)
+        reply = client.execute_interactive(
+            RESTORED_AT_EXIT.format(path=str(report)), timeout=30, output_hook=lambda m: None
+        )
+        assert reply["content"]["status"] == "ok"
+        msg = client.session.msg("shutdown_request", {"restart": False})
+        client.control_channel.send(msg)
+        shutdown = client.control_channel.get_msg(timeout=30)
+        assert shutdown["content"]["status"] == "ok"
+        _, stderr = kernel.communicate(timeout=30)
+    finally:
+        client.stop_channels()
+        if kernel.poll() is None:
+            kernel.kill()
+            kernel.wait()
+    assert kernel.returncode == 0, stderr
+    for line in (
+        "Closed the shell socket in thread ShellChannel",
+        "Closed the stdin socket in thread ShellChannel",
+        "Closed the control socket in thread ControlThread",
+        "Closed the iopub socket in thread IOPub",
+        "Terminated the zmq context",
+        "Joined the heartbeat thread",
+    ):
+        assert line in stderr, f"{line!r} not in the kernel's log:\n{stderr}"
+    for bad in ("Traceback", "lost sys.stderr", "Exception ignored"):
+        assert bad not in stderr, stderr
+    assert report.read_text() == "(True, True, 'builtins', 'getpass', True)"
