@@ -34,12 +34,7 @@ def test_concurrent_call_soon_from_many_threads_returns_every_result(caller: Cal
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=submit, args=(n,)) for n in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(TIMEOUT)
-    assert not any(thread.is_alive() for thread in threads)
+    _run_in_threads(submit, THREADS)
     assert errors == []
     assert sum(len(r) for r in results.values()) == CALLS
     for index in range(THREADS):
@@ -134,12 +129,7 @@ def queue_from_threads(caller: Caller) -> Tally:
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=submit, args=(n,)) for n in range(QUEUE_THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(TIMEOUT)
-    assert not any(thread.is_alive() for thread in threads)
+    _run_in_threads(submit, QUEUE_THREADS)
     assert errors == []
     assert tally.complete.wait(TIMEOUT), f"{tally.total - tally.count} queued calls were lost"
     # A final round trip: nothing ran twice after the total was reached.
@@ -170,3 +160,13 @@ def test_queue_call_from_many_threads_runs_every_call_once_in_order(
                 assert tally.methods[thread] == list(range(others))
     finally:
         sys.setswitchinterval(previous)
+
+
+def _run_in_threads(target: Callable[[int], None], count: int) -> None:
+    """Run `target(n)` in `count` plain threads at once and wait for all of them."""
+    threads = [threading.Thread(target=target, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(TIMEOUT)
+    assert not any(thread.is_alive() for thread in threads)
