@@ -69,8 +69,10 @@ class InterruptController:
         self._scope: anyio.CancelScope | None = None
         self._comm_entry: CodeType | None = None
         self._comm_running = 0
-        # What the armed SIGINT handler may interrupt: RUN_CODE, the comm entry, or None.
+        # What the armed SIGINT handler may interrupt: RUN_CODE, the comm entry, or None; and
+        # for a cell, the scope of the cell it was armed for (a later cell is never hit).
         self._target: CodeType | None = None
+        self._target_scope: anyio.CancelScope | None = None
         self._generation = 0
         self._closing = False
 
@@ -103,7 +105,7 @@ class InterruptController:
                 yield scope
             finally:
                 self._cell_id, self._scope = None, None
-                self._disarm()
+                self._target = None
 
     @contextlib.contextmanager
     def comm_handler(self) -> Iterator[None]:
@@ -115,7 +117,7 @@ class InterruptController:
         finally:
             self._comm_running -= 1
             if not self._comm_running and self._target is self._comm_entry:
-                self._disarm()
+                self._target = None
 
     @property
     def cancelled(self) -> bool:
@@ -151,28 +153,42 @@ class InterruptController:
             return  # signals reach only the main thread; the cancel scope has to do
         self._generation += 1
         generation = self._generation
+        self._target_scope = scope
         self._target = target
         signal.pthread_kill(self._main_thread_id, signal.SIGINT)
         threading.Thread(
             target=self._resignal, args=(generation,), name="InterruptResignal", daemon=True
         ).start()
 
-    def _disarm(self) -> None:
-        self._target = None
-
     def _resignal(self, generation: int) -> None:
         """Repeat SIGINT while interrupt number `generation` has not been delivered."""
         pause = threading.Event()
         while not pause.wait(RESIGNAL_INTERVAL):
             if (
-                self._target is None
+                not self._still_aimed()
                 or self._generation != generation
                 or self._main_thread_id is None
             ):
                 return
             signal.pthread_kill(self._main_thread_id, signal.SIGINT)
 
+    def _still_aimed(self) -> bool:
+        """Whether the armed interrupt's target still runs: the same cell, or a comm handler.
+
+        An interrupt that raced the end of its cell is dropped here, never delivered to the
+        next cell.
+        """
+        target = self._target
+        if target is None:
+            return False
+        if target is RUN_CODE:
+            return self._scope is not None and self._scope is self._target_scope
+        return self._comm_running > 0
+
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
+        if not self._still_aimed():
+            self._target = None
+            return
         target = self._target
         if target is not None and interrupts_execution_of(frame, target):
             self._target = None

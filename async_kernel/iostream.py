@@ -98,11 +98,6 @@ class IOPub:
             busy = self._messenger.build("status", {"execution_state": "busy"}, current)
             self._channel.send(self._messenger.frames(busy, [b"status"]))
 
-    @property
-    def executes_running(self) -> int:
-        """How many execute requests are between their busy and idle (read from any thread)."""
-        return len(self._running_executes)
-
 
 class OutStream(io.TextIOBase):
     """A text stream whose writes become batched `stream` messages on iopub. Thread-safe."""

@@ -70,19 +70,13 @@ class _CatchWarnings(warnings.catch_warnings):
         return super().__exit__(*exc_info)
 
 
-def _unless_quiet(original: Callable[..., Any]) -> Callable[..., Any]:
+def _unless_quiet(original: Callable[..., Any], *, dropping: bool = False) -> Callable[..., Any]:
+    """`original`, except that in quiet threads it does nothing (logging what it dropped)."""
+
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if is_quiet():
-            return None
-        return original(*args, **kwargs)
-
-    return _named_like(wrapper, original)
-
-
-def _dropping_in_quiet(original: Callable[..., Any]) -> Callable[..., Any]:
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if is_quiet():
-            logger.debug("Dropped a warning raised by introspection: %r", args[:1])
+            if dropping:
+                logger.debug("Dropped a warning raised by introspection: %r", args[:1])
             return None
         return original(*args, **kwargs)
 
@@ -125,6 +119,6 @@ def install() -> None:
         for name in ("filterwarnings", "simplefilter", "resetwarnings"):
             setattr(warnings, name, _unless_quiet(getattr(warnings, name)))
         warnings.warn = _warn_unless_quiet(warnings.warn)
-        warnings.warn_explicit = _dropping_in_quiet(warnings.warn_explicit)
+        warnings.warn_explicit = _unless_quiet(warnings.warn_explicit, dropping=True)
         # The C implementation looks `_showwarnmsg` up on the module for every warning it shows.
-        warnings._showwarnmsg = _dropping_in_quiet(warnings._showwarnmsg)  # type: ignore[attr-defined]
+        warnings._showwarnmsg = _unless_quiet(warnings._showwarnmsg, dropping=True)  # type: ignore[attr-defined]

@@ -122,6 +122,8 @@ def test_busy_never_follows_the_execute_idle_when_requests_race_it(
         kernel.reply(request, channel="control")
     for cell in cells:
         kernel.reply(cell, msg_type="execute_reply")
+    for msg_id in cells + requests:  # a request's idle may follow its reply: wait for each
+        kernel.iopub_until_idle(msg_id)
     marker = kernel.execute_async("pass", silent=True)
     statuses = kernel.statuses(until=marker)
     for cell in cells:
