@@ -16,23 +16,11 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Callable
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Protocol
 
 import sniffio
 
-Backend = Literal["asyncio", "trio"]
-BACKENDS: Final[tuple[Backend, ...]] = ("asyncio", "trio")
-
-
-def validate_backend(backend: object) -> Backend:
-    """Return `backend` if it names a supported backend, else raise ValueError naming the valid ones."""
-    if backend == "asyncio":
-        return "asyncio"
-    if backend == "trio":
-        return "trio"
-    valid = ", ".join(repr(b) for b in BACKENDS)
-    msg = f"Unknown backend {backend!r}; valid backends are {valid}."
-    raise ValueError(msg)
+from async_kernel.wire import Backend
 
 
 def current_backend() -> Backend | None:

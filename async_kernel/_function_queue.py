@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from async_kernel._backend import Waker, make_waker, split_cancellation
+from async_kernel.wire import CallerQueueRow
 
 if TYPE_CHECKING:
     from async_kernel.caller import Caller
@@ -164,7 +165,7 @@ class FunctionQueue:
         if self._scope is not None:
             self._scope.cancel()
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> CallerQueueRow:
         """The queue's row in a caller snapshot (read without the lock, from any thread)."""
         return {"function": self.label, "pending": len(self.items), "running": self.running}
 

@@ -34,17 +34,16 @@ import anyio.abc
 import sniffio
 
 from async_kernel._backend import (
-    Backend,
     LoopHandle,
     Waker,
     current_backend,
     loop_handle,
     make_waker,
     split_cancellation,
-    validate_backend,
 )
 from async_kernel._function_queue import FunctionQueue, QueueItem
 from async_kernel.pending import Pending, ThreadsafeEvent
+from async_kernel.wire import Backend, CallerLifecycle, CallerRow, validate_backend
 
 __all__ = ["Caller", "CallerStoppedError"]
 
@@ -69,6 +68,18 @@ class _State(enum.Enum):
     RUNNING = "running"
     STOPPING = "stopping"
     STOPPED = "stopped"
+
+    @property
+    def lifecycle(self) -> CallerLifecycle:
+        return _LIFECYCLE[self]
+
+
+_LIFECYCLE: dict[_State, CallerLifecycle] = {
+    _State.STARTING: "starting",
+    _State.RUNNING: "running",
+    _State.STOPPING: "stopping",
+    _State.STOPPED: "stopped",
+}
 
 
 _DirectCall = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
@@ -937,7 +948,7 @@ class Caller:
         """True for a `to_thread` worker."""
         return self._worker
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> CallerRow:
         """This caller's row of the `caller_state_reply` wire contract.
 
         Cheap and thread-safe: reads counters without waiting for the caller's loop, so it
@@ -950,7 +961,7 @@ class Caller:
             "thread_name": thread.name if thread is not None else None,
             "backend": self._backend,
             "running": self._state is _State.RUNNING,
-            "state": self._state.value,
+            "state": self._state.lifecycle,
             "protected": self._protected,
             "parent": self._parent._name if self._parent is not None else None,
             "children": [c._name for c in self.children],

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 
 from async_kernel import __version__, kernelspec
-from async_kernel._backend import BACKENDS, validate_backend
+from async_kernel.wire import BACKENDS, validate_backend
 
 __all__ = ["main"]
 
@@ -258,7 +258,7 @@ def _list(args: argparse.Namespace) -> int:
 
 def _launch(args: argparse.Namespace) -> int:
     # Imported here: the kernel runtime (zmq, IPython) is only needed to launch.
-    from async_kernel.app import run_kernel
+    from async_kernel._kernel.app import run_kernel
 
     result = run_kernel(
         connection_file=args.connection_file,

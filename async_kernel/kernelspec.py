@@ -28,12 +28,11 @@ from typing import Any, Final
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_core.paths import SYSTEM_JUPYTER_PATH
 
-from async_kernel._backend import Backend, validate_backend
+from async_kernel.wire import PROVISIONER_NAME, Backend, validate_backend
 
 __all__ = [
     "DEFAULT_DISPLAY_NAMES",
     "DEFAULT_NAMES",
-    "PROVISIONER_NAME",
     "KernelSpecInfo",
     "KernelSpecNotFoundError",
     "NotAsyncKernelSpecError",
@@ -45,8 +44,6 @@ __all__ = [
     "validate_name",
 ]
 
-PROVISIONER_NAME: Final = "async-kernel-provisioner"
-"""The `jupyter_client.kernel_provisioners` entry point that launches async kernels."""
 
 DEFAULT_NAMES: Final[dict[Backend, str]] = {"asyncio": "async", "trio": "async-trio"}
 """The kernelspec name installed for each backend when no name is given."""

@@ -22,8 +22,8 @@ import psutil
 import zmq
 from jupyter_client import KernelManager
 
+from async_kernel._kernel.messaging import KernelSession
 from async_kernel.kernelspec import make_kernel_spec
-from async_kernel.messaging import KernelSession
 
 KERNELS: dict[str, list[str]] = {
     "ipykernel": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],

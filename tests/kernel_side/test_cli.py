@@ -280,9 +280,9 @@ def test_launch_passes_its_arguments_to_run_kernel(
     monkeypatch: pytest.MonkeyPatch, command: list[str]
 ) -> None:
     calls: list[dict[str, Any]] = []
-    app = types.ModuleType("async_kernel.app")
+    app = types.ModuleType("async_kernel._kernel.app")
     app.run_kernel = lambda **kwargs: calls.append(kwargs)  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "async_kernel.app", app)
+    monkeypatch.setitem(sys.modules, "async_kernel._kernel.app", app)
 
     code = main(
         [

@@ -13,7 +13,7 @@ worker is still stuck in that request, the worker is retired: it ends once the u
 returns, and a fresh worker serves the next requests. At most `max_retired` stuck workers are
 kept waiting for their code to return; beyond that, requests get the empty answer at once.
 
-The workers are [quiet][async_kernel.quiet_threads.quiet] threads: nothing they run changes the
+The workers are [quiet][async_kernel._kernel.quiet_threads.quiet] threads: nothing they run changes the
 process's warnings state, which the running cell owns.
 """
 
@@ -26,9 +26,9 @@ from typing import Any
 
 import anyio
 
+from async_kernel._kernel.messaging import Message
+from async_kernel._kernel.quiet_threads import quiet
 from async_kernel.caller import Caller
-from async_kernel.messaging import Message
-from async_kernel.quiet_threads import quiet
 
 __all__ = ["Introspector"]
 

@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
@@ -39,19 +39,18 @@ from IPython.core.completer import provisionalcompleter, rectify_completions
 from IPython.utils.tokenutil import token_at_cursor
 
 from async_kernel import __version__
-from async_kernel._backend import Backend
+from async_kernel._kernel.channels import SocketChannel
+from async_kernel._kernel.comms import install_comms
+from async_kernel._kernel.interrupts import InterruptController
+from async_kernel._kernel.introspection import Introspector
+from async_kernel._kernel.iostream import IOPub, OutStream
+from async_kernel._kernel.messaging import Message, Messenger, current_parent
+from async_kernel._kernel.quiet_threads import install as install_quiet_threads
+from async_kernel._kernel.shell import KernelShell
+from async_kernel._kernel.state_replies import ShellQueueStats, caller_state_content, usage_content
+from async_kernel._kernel.stdin import StdinBridge
 from async_kernel.caller import Caller
-from async_kernel.caller_state import ShellQueueStats, caller_state_content, usage_content
-from async_kernel.channels import SocketChannel
-from async_kernel.comms import install_comms
-from async_kernel.interrupts import InterruptController
-from async_kernel.introspection import Introspector
-from async_kernel.iostream import IOPub, OutStream
-from async_kernel.messaging import Message, Messenger, current_parent
 from async_kernel.pending import Pending, PendingCancelled, ThreadsafeEvent
-from async_kernel.quiet_threads import install as install_quiet_threads
-from async_kernel.shell import KernelShell
-from async_kernel.stdin import StdinBridge
 from async_kernel.wire import (
     CALLER_STATE_FEATURE,
     CALLER_STATE_REPLY,
@@ -59,6 +58,8 @@ from async_kernel.wire import (
     PROTOCOL_VERSION,
     USAGE_REPLY,
     USAGE_REQUEST,
+    Backend,
+    CallerStateReply,
 )
 
 __all__ = ["Kernel"]
@@ -72,7 +73,7 @@ CLOSE_TIMEOUT = 5.0
 """Seconds each step of the shutdown may take before the kernel goes on without it."""
 
 Idents = list[bytes]
-Handler = Callable[[Message], dict[str, Any]]
+Handler = Callable[[Message], Mapping[str, Any]]
 """Answers a request that runs no user code: request in, reply content out."""
 
 
@@ -226,7 +227,7 @@ class Kernel:
         self.shell = KernelShell.instance(iopub=self.iopub, kernel=self)
         self._defer_history_writes()
         self.comm_manager = install_comms(self.iopub)
-        from async_kernel.magics import CallerMagics
+        from async_kernel._kernel.magics import CallerMagics
 
         self.shell.register_magics(CallerMagics(self.shell, kernel=self))
         self._patch_input()
@@ -358,7 +359,7 @@ class Kernel:
         channel: SocketChannel,
         messenger: Messenger,
         msg_type: str,
-        content: dict[str, Any],
+        content: Mapping[str, Any],
         parent: Message,
         idents: Idents,
     ) -> None:
@@ -397,6 +398,7 @@ class Kernel:
         msg_type: str = msg["header"].get("msg_type", "")
         reply_type = msg_type.removesuffix("_request") + "_reply"
         handler = handlers.get(msg_type)
+        content: Mapping[str, Any]
         self.iopub.status("busy", msg)
         try:
             if handler is None:
@@ -587,7 +589,7 @@ class Kernel:
             return
         self._answer(self.control_channel, messenger, idents, msg, self._control_handlers)
 
-    def caller_state(self) -> dict[str, Any]:
+    def caller_state(self) -> CallerStateReply:
         """The `caller_state_reply` content: cheap, lock-free, safe while the shell blocks."""
         return caller_state_content(
             backend=self.backend,

@@ -27,8 +27,8 @@ from typing import Any
 
 from IPython.core.error import StdinNotImplementedError
 
-from async_kernel.channels import SocketChannel
-from async_kernel.messaging import Message, Messenger, current_parent
+from async_kernel._kernel.channels import SocketChannel
+from async_kernel._kernel.messaging import Message, Messenger, current_parent
 from async_kernel.pending import InvalidStateError, Pending
 
 __all__ = ["StdinBridge"]

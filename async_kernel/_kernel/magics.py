@@ -7,13 +7,15 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.magic import Magics, line_magic, magics_class
 
+from async_kernel.wire import CallerStateReply
+
 if TYPE_CHECKING:
-    from async_kernel.kernel import Kernel
+    from async_kernel._kernel.kernel import Kernel
 
 __all__ = ["CallerMagics", "format_caller_state"]
 
 
-def format_caller_state(state: dict[str, Any]) -> str:
+def format_caller_state(state: CallerStateReply) -> str:
     """A readable table of a `caller_state_reply` content."""
     lines = [
         f"pid {state['pid']}  backend {state['backend']}  started {state['started']}  "
@@ -34,9 +36,9 @@ def format_caller_state(state: dict[str, Any]) -> str:
             f"  {c['name']:<28} {c['backend']:<8} {c.get('state', ''):<9} {c['scheduled']:>5} "
             f"{c['active']:>6} {c['idle_workers']:>6}{flags}"
         )
-        for q in c["queues"]:
-            running = "running" if q["running"] else "idle"
-            lines.append(f"      queue {q['function']}: pending {q['pending']}, {running}")
+        for cq in c["queues"]:
+            running = "running" if cq["running"] else "idle"
+            lines.append(f"      queue {cq['function']}: pending {cq['pending']}, {running}")
     return "\n".join(lines)
 
 

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 import comm
 from comm.base_comm import BaseComm, BuffersType, CommManager, MaybeDict
 
-from async_kernel.messaging import current_parent
+from async_kernel._kernel.messaging import current_parent
 
 if TYPE_CHECKING:
-    from async_kernel.iostream import IOPub
+    from async_kernel._kernel.iostream import IOPub
 
 __all__ = ["install_comms"]
 

@@ -10,11 +10,17 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from async_kernel.caller import Caller
-from async_kernel.wire import CALLER_STATE_VERSION
+from async_kernel.wire import (
+    CALLER_STATE_VERSION,
+    Backend,
+    CallerStateReply,
+    ShellQueueRow,
+    UsageReply,
+    format_time,
+)
 
 __all__ = ["ShellQueueStats", "caller_state_content", "usage_content"]
 
@@ -28,7 +34,7 @@ class ShellQueueStats:
     pending: int = 0
     running_since: float | None = field(default=None)
 
-    def row(self, now: float) -> dict[str, Any]:
+    def row(self, now: float) -> ShellQueueRow:
         since = self.running_since
         return {
             "msg_type": self.msg_type,
@@ -39,19 +45,14 @@ class ShellQueueStats:
         }
 
 
-def iso_utc(timestamp: float) -> str:
-    """`2026-11-25T10:00:00.000000Z` for a `time.time()` value."""
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def caller_state_content(
     *,
-    backend: str,
+    backend: Backend,
     started: float,
     execution_count: int,
     queues: list[ShellQueueStats],
-) -> dict[str, Any]:
-    """The `caller_state_reply` content of the wire contract (see DESIGN / docs)."""
+) -> CallerStateReply:
+    """The `caller_state_reply` content of the [wire contract][async_kernel.wire]."""
     now = time.monotonic()
     callers = Caller.all_callers(running_only=False)
     return {
@@ -59,7 +60,7 @@ def caller_state_content(
         "version": CALLER_STATE_VERSION,
         "pid": os.getpid(),
         "backend": backend,
-        "started": iso_utc(started),
+        "started": format_time(started),
         "execution_count": execution_count,
         "shell": {"queues": [q.row(now) for q in queues]},
         "callers": [c.snapshot() for c in callers],
@@ -69,7 +70,7 @@ def caller_state_content(
 _process: Any = None  # psutil.Process, made on the first usage_request
 
 
-def usage_content() -> dict[str, Any]:
+def usage_content() -> UsageReply:
     """ipykernel-compatible `usage_reply` content (what jupyter-resource-usage reads).
 
     psutil is imported here, on first use, to keep it off the kernel's start-up path.

@@ -6,8 +6,8 @@ IPython's completer, jedi and parso wrap their work in `warnings.catch_warnings(
 thread while a cell runs, that silently undoes a filter the cell set meanwhile, and
 `catch_warnings(record=True)` swallows the cell's own warnings for as long as it is entered.
 
-[install][async_kernel.quiet_threads.install] wraps the warnings module's entry points once, so
-that in a thread marked with [quiet][async_kernel.quiet_threads.quiet]:
+[install][async_kernel._kernel.quiet_threads.install] wraps the warnings module's entry points once, so
+that in a thread marked with [quiet][async_kernel._kernel.quiet_threads.quiet]:
 
 - `catch_warnings()` is entered and left without saving or restoring anything (with
   `record=True` it hands out an empty list);

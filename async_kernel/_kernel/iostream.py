@@ -1,10 +1,10 @@
 """Publishing on iopub, and `sys.stdout` / `sys.stderr` batched into few stream messages.
 
-[IOPub][async_kernel.iostream.IOPub] serialises a message in the producing thread and hands the
+[IOPub][async_kernel._kernel.iostream.IOPub] serialises a message in the producing thread and hands the
 frames to the iopub socket's owner. Before any other message goes out, buffered stream text is
 flushed, so output keeps the order the cell produced it in.
 
-[OutStream][async_kernel.iostream.OutStream] appends writes to a buffer (cheap, thread-safe) and
+[OutStream][async_kernel._kernel.iostream.OutStream] appends writes to a buffer (cheap, thread-safe) and
 publishes them on a short interval, at `flush()`, and before any other iopub message. Text goes
 to the request found in the writer's context (`current_parent`), else to the latest execute
 request, so output from threads and callers reaches the cell that started the work.
@@ -17,9 +17,9 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from async_kernel._kernel.channels import SocketChannel
+from async_kernel._kernel.messaging import Message, Messenger, current_parent
 from async_kernel.caller import Caller
-from async_kernel.channels import SocketChannel
-from async_kernel.messaging import Message, Messenger, current_parent
 
 __all__ = ["IOPub", "OutStream"]
 

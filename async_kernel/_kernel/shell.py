@@ -1,7 +1,7 @@
 """The IPython shell of the kernel: rich output, errors and payloads go to iopub.
 
 `KernelShell` is IPython's InteractiveShell with its display hook, display publisher and
-traceback display routed through the kernel's [IOPub][async_kernel.iostream.IOPub], each
+traceback display routed through the kernel's [IOPub][async_kernel._kernel.iostream.IOPub], each
 message addressed to the request in the current context.
 """
 
@@ -20,10 +20,10 @@ from IPython.core.payload import PayloadManager
 from traitlets import Any as AnyTrait
 from traitlets import Type
 
-from async_kernel.messaging import Message, current_parent
+from async_kernel._kernel.messaging import Message, current_parent
 
 if TYPE_CHECKING:
-    from async_kernel.iostream import IOPub
+    from async_kernel._kernel.iostream import IOPub
 
 __all__ = ["KernelShell"]
 

@@ -1,6 +1,6 @@
 """Building, signing and parsing Jupyter messages with `jupyter_client.session.Session`.
 
-A [Messenger][async_kernel.messaging.Messenger] turns content into signed frames in whichever
+A [Messenger][async_kernel._kernel.messaging.Messenger] turns content into signed frames in whichever
 thread produces a message, so the threads that own zmq sockets only move bytes. Each receiving
 thread gets its own Session (`Messenger.receiver()`): Session keeps a replay-protection history
 that must not be mutated from two threads at once.
@@ -13,7 +13,7 @@ import hmac
 import itertools
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from jupyter_client.session import Session, utcnow
@@ -148,13 +148,14 @@ class Messenger:
     def build(
         self,
         msg_type: str,
-        content: dict[str, Any],
+        content: Mapping[str, Any],
         parent: Message | None,
         *,
         metadata: dict[str, Any] | None = None,
     ) -> Message:
         """A new message addressed to `parent` (a request) or to nobody."""
-        return self.session.msg(msg_type, content=content, parent=parent or {}, metadata=metadata)
+        # Session.msg only stores the mapping (typed dict there, read as a mapping).
+        return self.session.msg(msg_type, content=content, parent=parent or {}, metadata=metadata)  # type: ignore[arg-type]
 
     def frames(
         self,
@@ -171,7 +172,7 @@ class Messenger:
     def reply_frames(
         self,
         msg_type: str,
-        content: dict[str, Any],
+        content: Mapping[str, Any],
         parent: Message,
         idents: Sequence[bytes],
         *,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import anyio
 
-from async_kernel._backend import validate_backend
+from async_kernel.wire import validate_backend
 
 __all__ = ["run_kernel"]
 
@@ -40,7 +40,7 @@ def run_kernel(
         return 1
     # Our handler before the loop starts: asyncio and trio then leave SIGINT to us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from async_kernel.kernel import Kernel
+    from async_kernel._kernel.kernel import Kernel
 
     kernel = Kernel(connection_info, chosen, introspection_time_limit=introspection_timeout)
     anyio.run(kernel.run, backend=chosen)
