@@ -176,7 +176,7 @@ class KernelShell(InteractiveShell):
     def payloads(self) -> PayloadManager:
         """The shell's payload manager (created by InteractiveShell's init)."""
         manager = self.payload_manager
-        assert manager is not None
+        assert isinstance(manager, PayloadManager)
         return manager
 
 
