@@ -19,8 +19,8 @@ Shape of ``caller_state_reply`` (the fields a client may rely on; a kernel may a
         └── queues: [CallerQueueRow]       one per open ``Caller.queue_call`` queue
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: TypedDict needs evaluated annotations to tell
+# NotRequired keys from required ones on Python 3.11.
 import datetime
 from typing import Final, Literal, NotRequired, TypedDict, TypeGuard
 

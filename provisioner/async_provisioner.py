@@ -5,18 +5,19 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import zmq.asyncio
-from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 from traitlets import Float, Unicode, validate
 
-from async_kernel_provisioner.control import ControlAsker
+from async_kernel.wire import BACKENDS, PROVISIONER_NAME, CallerStateReply, is_backend
+from async_kernel_provisioner.control import (
+    ControlAsker,
+    connect_control,
+    connection_fingerprint,
+    zmq_context_of,
+)
 from async_kernel_provisioner.errors import InvalidBackend
 
 __all__ = ["BACKENDS", "AsyncKernelProvisioner"]
-
-BACKENDS = ("asyncio", "trio")
-"""The anyio backends an async kernel can run on."""
 
 
 class AsyncKernelProvisioner(LocalProvisioner):
@@ -58,7 +59,7 @@ class AsyncKernelProvisioner(LocalProvisioner):
     @validate("backend")
     def _validate_backend(self, proposal: Any) -> str:
         value = proposal["value"]
-        if value not in BACKENDS:
+        if not is_backend(value):
             spec = self.kernel_spec
             where = "AsyncKernelProvisioner.backend"
             if spec is not None:
@@ -66,7 +67,7 @@ class AsyncKernelProvisioner(LocalProvisioner):
                 where = f"kernelspec {name!r} (metadata.kernel_provisioner.config.backend)"
             valid = ", ".join(repr(b) for b in BACKENDS)
             raise InvalidBackend(
-                f"async-kernel-provisioner: invalid backend {value!r} in {where}; "
+                f"{PROVISIONER_NAME}: invalid backend {value!r} in {where}; "
                 f"valid backends are {valid}"
             )
         return str(value)
@@ -93,7 +94,7 @@ class AsyncKernelProvisioner(LocalProvisioner):
         if "backend" in provisioner_info:
             self.backend = provisioner_info["backend"]
 
-    async def caller_state(self, timeout: float = 5.0) -> dict[str, Any]:
+    async def caller_state(self, timeout: float = 5.0) -> CallerStateReply:
         """Ask the running kernel for its Caller state.
 
         Sends ``caller_state_request`` on the control channel, signed with the kernel's own
@@ -125,13 +126,14 @@ class AsyncKernelProvisioner(LocalProvisioner):
 
     def _control_asker(self) -> ControlAsker:
         info = self.connection_info
-        key = tuple(sorted((str(k), repr(v)) for k, v in info.items()))
+        key = connection_fingerprint(info)
         if self._asker is None or self._asker.closed or key != self._asker_key:
             self._close_asker()
-            client = AsyncKernelClient(context=_shared_context(self.parent))
-            client.load_connection_info(info)
-            self._asker = ControlAsker(
-                client, is_alive=self._kernel_alive, liveness_interval=self.liveness_interval
+            self._asker = connect_control(
+                info,
+                is_alive=self._kernel_alive,
+                context=zmq_context_of(self.parent),
+                liveness_interval=self.liveness_interval,
             )
             self._asker_key = key
         return self._asker
@@ -176,11 +178,3 @@ def with_backend(cmd: list[str], backend: str) -> list[str]:
     if not found:
         out += ["--backend", backend]
     return out
-
-
-def _shared_context(parent: Any) -> zmq.asyncio.Context:
-    """The kernel manager's asyncio zmq context if it has one, else the process-wide one."""
-    context = getattr(parent, "context", None)
-    if isinstance(context, zmq.asyncio.Context) and not context.closed:
-        return context
-    return zmq.asyncio.Context.instance()

@@ -1,10 +1,13 @@
 """Ask a kernel over its control channel: send a request, await the reply to *that* request.
 
+[connect_control][async_kernel_provisioner.control.connect_control] is the one way the server
+side opens a control connection to a kernel: the provisioner's ``caller_state()`` and the
+server extension's snapshots both make theirs with it, from the kernel's connection info.
+
 [ControlAsker][async_kernel_provisioner.control.ControlAsker] wraps one jupyter_client kernel
-client (``AsyncKernelClient``, or anything with the same channel API, such as jupyter_server's
-Gateway client) and only ever uses its control channel: ``send(msg)`` and ``get_msg(timeout)``.
-It never touches raw sockets or process ids, so it works wherever the client works. Used by the
-provisioner's ``caller_state()`` and by the server extension.
+client (``AsyncKernelClient``, or anything with the same channel API) and only ever uses its
+control channel: ``send(msg)`` and ``get_msg(timeout)``. It never touches raw sockets or process
+ids, so it works wherever the client works.
 
 Many requests may be in flight at once on one asker: a single reader task takes replies off the
 channel and hands each to the request whose ``msg_id`` is its ``parent_header.msg_id``; replies
@@ -16,13 +19,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from queue import Empty
-from typing import Any
+from typing import Any, cast
 
+import zmq.asyncio
+from jupyter_client.asynchronous.client import AsyncKernelClient
+from jupyter_client.connect import KernelConnectionInfo
 from jupyter_core.utils import ensure_async
 
-from async_kernel.wire import CALLER_STATE_REPLY, CALLER_STATE_REQUEST
+from async_kernel.wire import CALLER_STATE_REPLY, CALLER_STATE_REQUEST, CallerStateReply
 from async_kernel_provisioner.errors import (
     AsyncKernelError,
     KernelNotAlive,
@@ -30,7 +36,13 @@ from async_kernel_provisioner.errors import (
     NoAnswerInTime,
 )
 
-__all__ = ["DIGEST_HISTORY_SIZE", "ControlAsker"]
+__all__ = [
+    "DIGEST_HISTORY_SIZE",
+    "ControlAsker",
+    "connect_control",
+    "connection_fingerprint",
+    "zmq_context_of",
+]
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +152,7 @@ class ControlAsker:
         finally:
             self._waiting.pop(msg_id, None)
 
-    async def caller_state(self, *, timeout: float) -> dict[str, Any]:
+    async def caller_state(self, *, timeout: float) -> CallerStateReply:
         """Ask for the kernel's Caller state and return the ``caller_state_reply`` content.
 
         Raises:
@@ -149,7 +161,7 @@ class ControlAsker:
             KernelReplyError: the reply is not a ``caller_state_reply`` with ``status: "ok"``.
         """
         reply = await self.request(CALLER_STATE_REQUEST, {}, timeout=timeout)
-        return _ok_content(reply, CALLER_STATE_REPLY)
+        return cast(CallerStateReply, _ok_content(reply, CALLER_STATE_REPLY))
 
     async def kernel_info(self, *, timeout: float) -> dict[str, Any]:
         """Send ``kernel_info_request`` on control and return the ``kernel_info_reply`` content.
@@ -205,6 +217,48 @@ class ControlAsker:
         for waiter in self._waiting.values():
             if not waiter.done():
                 waiter.set_exception(exc)
+
+
+def connect_control(
+    connection_info: Mapping[str, Any],
+    *,
+    is_alive: Callable[[], Awaitable[bool]],
+    context: zmq.asyncio.Context | None = None,
+    liveness_interval: float = 0.25,
+) -> ControlAsker:
+    """A [ControlAsker][async_kernel_provisioner.control.ControlAsker] for the kernel that
+    `connection_info` describes: the one way the server side opens a control connection.
+
+    The connection is a new ``AsyncKernelClient`` with a session of its own (the kernel's key
+    and signature scheme, its own session id, so its socket identity never collides with
+    another client's: a ZMQ ROUTER drops a second peer with the same identity). Nothing is
+    connected until the asker's first request.
+
+    Args:
+        connection_info: the kernel's connection info (``transport``, ``ip``, the ports,
+            ``key``, ``signature_scheme``), as a kernel manager or provisioner holds it.
+        is_alive: answers whether the kernel process is alive (see ControlAsker).
+        context: the asyncio zmq context to connect in; by default the process-wide one, so
+            that there is no context (and IO thread) per kernel.
+        liveness_interval: seconds between ``is_alive`` checks while a request waits.
+    """
+    client = AsyncKernelClient(context=context or zmq.asyncio.Context.instance())
+    client.load_connection_info(cast(KernelConnectionInfo, dict(connection_info)))
+    return ControlAsker(client, is_alive=is_alive, liveness_interval=liveness_interval)
+
+
+def connection_fingerprint(connection_info: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """A hashable summary of `connection_info`: equal while the kernel keeps its ports and key,
+    so an asker kept for a kernel can tell when the kernel restarted elsewhere."""
+    return tuple(sorted((str(k), repr(v)) for k, v in connection_info.items()))
+
+
+def zmq_context_of(owner: object) -> zmq.asyncio.Context | None:
+    """The open asyncio zmq context of a kernel manager (or a provisioner's parent), if any."""
+    context = getattr(owner, "context", None)
+    if isinstance(context, zmq.asyncio.Context) and not context.closed:
+        return context
+    return None
 
 
 def _ok_content(reply: dict[str, Any], expected_type: str) -> dict[str, Any]:

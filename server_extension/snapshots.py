@@ -4,7 +4,8 @@
 `async_kernel_provisioner.errors`; the handlers turn them into HTTP statuses.
 
 Per kernel it keeps one `async_kernel_provisioner.ControlAsker` (one control connection, made
-from the kernel manager's own ``client()`` with a session of its own) and the decision whether
+from the kernel's connection info by `async_kernel_provisioner.control.connect_control`, as the
+provisioner makes its own) and the decision whether
 the kernel is an async kernel. Both are dropped when the kernel leaves the
 kernel manager (checked on every call) and when the extension stops. Keeping the connection
 avoids a TCP connect and a ZMQ handshake per snapshot, and the kernel does not see a new peer
@@ -15,16 +16,22 @@ requests (the list and a detail view at once) share it safely.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
-import zmq.asyncio
-from jupyter_client.session import Session
 from jupyter_core.utils import ensure_async
 
-from async_kernel.wire import CALLER_STATE_FEATURE, CALLER_STATE_REPLY, CALLER_STATE_REQUEST
+from async_kernel.wire import (
+    CALLER_STATE_FEATURE,
+    CALLER_STATE_REPLY,
+    CALLER_STATE_REQUEST,
+    PROVISIONER_NAME,
+    CallerStateReply,
+    format_time,
+    pending_total,
+)
 from async_kernel_provisioner import (
     AsyncKernelError,
     AsyncKernelProvisioner,
@@ -32,11 +39,13 @@ from async_kernel_provisioner import (
     NotAnAsyncKernel,
     UnknownKernel,
 )
+from async_kernel_provisioner.control import (
+    connect_control,
+    connection_fingerprint,
+    zmq_context_of,
+)
 
-__all__ = ["PROVISIONER_NAME", "KernelSnapshots", "pending_total"]
-
-PROVISIONER_NAME = "async-kernel-provisioner"
-"""The provisioner's entry point name, as kernelspecs name it in metadata.kernel_provisioner."""
+__all__ = ["KernelSnapshots"]
 
 
 @dataclass
@@ -135,7 +144,7 @@ class KernelSnapshots:
         row["pending"] = pending_total(state)
         return row
 
-    async def _caller_state(self, kernel_id: str, kernel: _Kernel) -> dict[str, Any]:
+    async def _caller_state(self, kernel_id: str, kernel: _Kernel) -> CallerStateReply:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
         if not await self._is_async(kernel, timeout=self.timeout):
@@ -184,19 +193,6 @@ class KernelSnapshots:
         return kernel
 
 
-def pending_total(state: dict[str, Any]) -> int:
-    """Total waiting work in a ``caller_state_reply`` content.
-
-    The sum of the shell queues' ``pending``, every caller's ``scheduled`` and every caller
-    queue's ``pending``: requests and calls accepted but not started yet.
-    """
-    total = sum(int(q.get("pending") or 0) for q in (state.get("shell") or {}).get("queues") or [])
-    for caller in state.get("callers") or []:
-        total += int(caller.get("scheduled") or 0)
-        total += sum(int(q.get("pending") or 0) for q in caller.get("queues") or [])
-    return total
-
-
 def _not_user_activity(kernel_manager: Any) -> None:
     """Make the kernel manager ignore snapshot traffic when it tracks kernel activity.
 
@@ -215,26 +211,14 @@ def _not_user_activity(kernel_manager: Any) -> None:
 
 
 def _asker_for(manager: Any) -> ControlAsker:
-    """A ControlAsker on a client of the kernel manager, with a session id of its own.
-
-    ``manager.client()`` would share the manager's Session, and with it the socket identity of
-    every other client made that way: a ZMQ ROUTER drops a second peer with the same identity.
-    """
-    session = Session(
-        parent=manager,
-        key=manager.session.key,
-        signature_scheme=manager.session.signature_scheme,
-    )
-    kwargs: dict[str, Any] = {"session": session}
-    context = getattr(manager, "context", None)
-    if isinstance(context, zmq.asyncio.Context) and not context.closed:
-        kwargs["context"] = context  # no zmq context (and io thread) per client
-    client = manager.client(**kwargs)
+    """A ControlAsker for the kernel `manager` runs, made as the provisioner makes its own."""
 
     async def is_alive() -> bool:
         return bool(await ensure_async(manager.is_alive()))
 
-    return ControlAsker(client, is_alive=is_alive)
+    return connect_control(
+        manager.get_connection_info(), is_alive=is_alive, context=zmq_context_of(manager)
+    )
 
 
 def _launched_by_provisioner(manager: Any) -> bool:
@@ -253,7 +237,7 @@ def _connection_key(manager: Any) -> tuple[tuple[str, str], ...]:
         info = manager.get_connection_info()
     except Exception:
         return ()
-    return tuple(sorted((str(k), repr(v)) for k, v in info.items()))
+    return connection_fingerprint(info)
 
 
 def _identity(manager: Any) -> dict[str, Any]:
@@ -264,4 +248,4 @@ def _identity(manager: Any) -> dict[str, Any]:
 
 
 def _utc_now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return format_time(time.time())

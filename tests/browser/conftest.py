@@ -1,8 +1,9 @@
 """Browser tests: a real JupyterLab server and Debian's Chromium driven by Playwright.
 
-Run with ``python -m pytest -p no:anyio tests/browser`` (``scripts/test.sh`` does, after
-``scripts/ensure-chromium.sh``). This folder is configured on its own: no pytest-jupyter, no
-anyio plugin, Playwright's sync API without pytest-playwright, and never a downloaded browser.
+Run with ``python -m pytest tests/browser`` (``scripts/test.sh`` does, after
+``scripts/ensure-chromium.sh``), or with every suite by plain ``pytest`` from the repository
+root. This folder is configured on its own: no pytest-jupyter, no anyio-run tests, Playwright's
+sync API without pytest-playwright, and never a downloaded browser.
 
 - ``lab_server`` (session): ``python -m jupyter lab`` on a free loopback port with a random token,
   in an isolated Jupyter environment holding the ``async`` and ``async-trio`` kernelspecs, with

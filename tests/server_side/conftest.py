@@ -1,7 +1,10 @@
 """A real Jupyter server (pytest-jupyter) with the extension enabled and isolated kernelspecs.
 
-Run with ``python -m pytest -p no:anyio tests/server_side``: pytest-jupyter runs coroutine tests
-on its own asyncio loop, which clashes with anyio's pytest plugin.
+pytest-jupyter is imported into this conftest rather than loaded as a plugin, so its fixtures
+and its hooks (it runs every test function of this folder itself, coroutines on its own asyncio
+loop) apply to this folder only: as a plugin they would take over the anyio-run tests of
+tests/kernel_side too. So plain ``pytest`` from the repository root runs every suite in one
+session, and ``pytest tests/server_side`` runs this one.
 
 Every test gets its own server (``jp_serverapp``) with ``base_url`` ``/a%40b/`` (pytest-jupyter's
 default ``jp_base_url``), its own Jupyter data dir holding these kernelspecs, and ipykernel's
@@ -25,12 +28,11 @@ from typing import Any
 import pytest
 from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.session import Session
+from pytest_jupyter.jupyter_server import *  # noqa: F403  (fixtures and hooks, this folder only)
 from tornado.httpclient import HTTPClientError, HTTPResponse
 from traitlets.config import Config
 
 from async_kernel.kernelspec import make_kernel_spec
-
-pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 KERNEL_READY_TIMEOUT = 60.0
 """Seconds a kernel may take to start answering (generous: CI machines can be slow)."""

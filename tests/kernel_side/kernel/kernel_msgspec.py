@@ -19,6 +19,9 @@ from jupyter_kernel_test.msgspec_v5 import (
     get_msg_content_validator,
     reply_msgs_using_status,
 )
+from wire_check import conform
+
+from async_kernel.wire import CALLER_STATE_VERSION, CallerStateReply, UsageReply
 
 PROTOCOL_VERSION = "5.4"
 """The messaging protocol version every message from the kernel must carry."""
@@ -128,69 +131,35 @@ def _check_comm(content: dict[str, Any], *extra: str) -> None:
 
 
 def _check_usage(content: dict[str, Any]) -> None:
-    assert isinstance(content.get("hostname"), str), content
-    assert _is_int(content.get("pid")), content
-    assert _is_number(content.get("kernel_cpu")), content
-    assert _is_int(content.get("kernel_memory")), content
-    assert _is_number(content.get("host_cpu_percent")), content
-    assert _is_int(content.get("cpu_count")), content
-    memory = content.get("host_virtual_memory")
-    assert isinstance(memory, dict), content
+    conform(content, UsageReply, "usage_reply")
+    memory = content["host_virtual_memory"]
     for field in ("total", "available", "percent", "used", "free"):
-        assert _is_number(memory.get(field)), memory
+        assert field in memory, memory
 
 
 def check_caller_state(content: dict[str, Any]) -> None:
-    """Assert `content` is a `caller_state_reply` exactly as the wire contract requires."""
-    assert content.get("status") == "ok", content
-    assert _is_int(content.get("version")), content
-    assert content["version"] == 1, content
-    assert _is_int(content.get("pid")), content
-    assert content.get("backend") in ("asyncio", "trio"), content
-    assert isinstance(content.get("started"), str), content
+    """Assert `content` is a `caller_state_reply` exactly as the wire contract requires.
+
+    The fields and their types come from `async_kernel.wire.CallerStateReply`; on top of them,
+    what a type cannot say: the version, the time format, counters never negative, at least one
+    caller, and `running_for` set exactly while a shell queue runs.
+    """
+    conform(content, CallerStateReply, "caller_state_reply")
+    assert content["version"] == CALLER_STATE_VERSION == 1, content
     assert ISO_UTC.match(content["started"]), content["started"]
-    assert _is_int(content.get("execution_count")), content
-    shell = content.get("shell")
-    assert isinstance(shell, dict), content
-    assert isinstance(shell.get("queues"), list), content
-    for row in shell["queues"]:
-        _check_shell_queue_row(row)
-    callers = content.get("callers")
-    assert isinstance(callers, list), content
-    assert callers, "no callers"
-    for caller in callers:
-        _check_caller_row(caller)
-
-
-def _check_shell_queue_row(row: dict[str, Any]) -> None:
-    assert isinstance(row.get("msg_type"), str), row
-    assert _is_optional(str, row, "subshell_id"), row
-    assert _is_count(row.get("pending")), row
-    assert isinstance(row.get("running"), bool), row
-    assert "running_for" in row, row
-    if row["running"]:
-        assert _is_number(row["running_for"]), row
-        assert row["running_for"] >= 0, row
-    else:
-        assert row["running_for"] is None, row
-
-
-def _check_caller_row(row: dict[str, Any]) -> None:
-    assert isinstance(row.get("name"), str), row
-    assert _is_optional(int, row, "thread_id"), row
-    assert row.get("backend") in ("asyncio", "trio"), row
-    for flag in ("running", "protected", "worker"):
-        assert isinstance(row.get(flag), bool), (flag, row)
-    assert _is_optional(str, row, "parent"), row
-    assert isinstance(row.get("children"), list), row
-    assert all(isinstance(name, str) for name in row["children"]), row
-    for counter in ("idle_workers", "scheduled", "active"):
-        assert _is_count(row.get(counter)), (counter, row)
-    assert isinstance(row.get("queues"), list), row
-    for queue in row["queues"]:
-        assert isinstance(queue.get("function"), str), queue
-        assert _is_count(queue.get("pending")), queue
-        assert isinstance(queue.get("running"), bool), queue
+    assert content["callers"], "no callers"
+    for row in content["shell"]["queues"]:
+        assert row["pending"] >= 0, row
+        if row["running"]:
+            assert row["running_for"] is not None, row
+            assert row["running_for"] >= 0, row
+        else:
+            assert row["running_for"] is None, row
+    for caller in content["callers"]:
+        for counter in ("idle_workers", "scheduled", "active"):
+            assert caller[counter] >= 0, (counter, caller)
+        for queue in caller["queues"]:
+            assert queue["pending"] >= 0, queue
 
 
 def _is_optional(kind: type, row: dict[str, Any], field: str) -> bool:
