@@ -3,11 +3,16 @@
 A Caller owns a scheduler task in one thread's event loop (asyncio or trio). Any thread can hand
 it work; the work runs in that loop and its outcome comes back as a [Pending][async_kernel.Pending].
 
+This module is the public façade: `Caller` holds direct references to its parts, private
+modules of `async_kernel._caller` with one job each (the registry, the scheduler, the engine of
+its backend, the worker pool, the queue table; see that package's docstring), and drives its
+own lifecycle (start, stop, end) across them.
+
 Thread model: the public methods of Caller may be called from any thread unless a docstring says
 otherwise. State that only the loop thread mutates (counters, queue rows) is read by
 `snapshot()` without locks, so a snapshot is cheap and never waits for a busy loop. The queue
-table and the queues' items are shared with submitting threads under the caller's queue lock
-(see `async_kernel._function_queue`).
+table and the queues' items are shared with submitting threads under the table's lock
+(see `async_kernel._caller.function_queue`).
 
 User code never ends a caller's loop: whatever a scheduled function raises, any BaseException
 (KeyboardInterrupt, SystemExit, GeneratorExit, ...) included, goes into its Pending, or is
@@ -17,111 +22,50 @@ genuine cancellation of a task propagates, to the cancel scope that asked for it
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import contextvars
-import enum
-import inspect
-import itertools
 import logging
 import threading
-from collections import deque
-from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Iterable
-from typing import Any, ClassVar, Literal, ParamSpec, TypeVar, overload
+from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable
+from typing import Any, ParamSpec, Self, TypeVar, overload
 
 import anyio
-import anyio.abc
-import sniffio
 
-from async_kernel._backend import (
-    LoopHandle,
-    Waker,
-    current_backend,
-    loop_handle,
-    make_waker,
-    split_cancellation,
-)
-from async_kernel._function_queue import FunctionQueue, QueueItem
+from async_kernel._caller import waiting
+from async_kernel._caller.engine import engine_for
+from async_kernel._caller.function_queue import QueueTable
+from async_kernel._caller.lifecycle import CallerStoppedError, State
+from async_kernel._caller.registry import HybridGet, registry
+from async_kernel._caller.scheduler import Scheduler
+from async_kernel._caller.scheduler import current_pending as _current_pending
+from async_kernel._caller.waiting import ReturnWhen
+from async_kernel._caller.workers import WorkerPool
 from async_kernel.pending import Pending, ThreadsafeEvent
-from async_kernel.wire import Backend, CallerLifecycle, CallerRow, validate_backend
+from async_kernel.wire import Backend, CallerRow
 
 __all__ = ["Caller", "CallerStoppedError"]
+
+CallerStoppedError.__module__ = __name__  # its public home, as in tracebacks and reprs
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 logger = logging.getLogger("async_kernel.caller")
 
-_current_pending: contextvars.ContextVar[Pending[Any] | None] = contextvars.ContextVar(
-    "async_kernel_current_pending", default=None
-)
-
-ReturnWhen = Literal["FIRST_COMPLETED", "FIRST_EXCEPTION", "ALL_COMPLETED"]
-
-
-class CallerStoppedError(RuntimeError):
-    """Raised when work is scheduled on a caller that is stopping or stopped."""
-
-
-class _State(enum.Enum):
-    STARTING = "starting"
-    RUNNING = "running"
-    STOPPING = "stopping"
-    STOPPED = "stopped"
-
-    @property
-    def lifecycle(self) -> CallerLifecycle:
-        return _LIFECYCLE[self]
-
-
-_LIFECYCLE: dict[_State, CallerLifecycle] = {
-    _State.STARTING: "starting",
-    _State.RUNNING: "running",
-    _State.STOPPING: "stopping",
-    _State.STOPPED: "stopped",
-}
-
-
-_DirectCall = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
-
-
-class _HybridGet:
-    """`Caller.get` is a classmethod on the class and a method on an instance (parent)."""
-
-    def __get__(self, instance: Caller | None, owner: type[Caller]) -> Callable[..., Caller]:
-        def get(
-            *,
-            name: str | None = None,
-            thread: threading.Thread | None = None,
-            backend: str | None = None,
-            protected: bool = False,
-        ) -> Caller:
-            return owner._get(
-                parent=instance, name=name, thread=thread, backend=backend, protected=protected
-            )
-
-        get.__doc__ = "Return a running caller; see the `Caller.get` documentation."
-        return get
-
 
 class Caller:
     """A thread's event loop, reachable from every thread.
 
-    Obtain callers with [Caller.get][async_kernel.Caller.get], never by constructing one. There is
-    at most one caller per thread. Callers created in new threads are daemon threads that run until
-    [stop][async_kernel.Caller.stop]ped; a caller created for an existing loop
-    (``Caller.get()`` inside it) stops when that loop ends.
+    Obtain callers with [Caller.get][async_kernel.Caller.get], never by constructing one
+    (``Caller(...)`` raises TypeError). There is at most one caller per thread. Callers created
+    in new threads are daemon threads that run until [stop][async_kernel.Caller.stop]ped; a
+    caller created for an existing loop (``Caller.get()`` inside it) stops when that loop ends.
     """
 
     max_idle_workers: int = 4
     """How many idle `to_thread` workers a caller keeps for reuse (class default; settable per caller)."""
 
-    _registry_lock: ClassVar[threading.RLock] = threading.RLock()
-    _by_thread: ClassVar[dict[int, Caller]] = {}
-    _by_name: ClassVar[dict[str, Caller]] = {}
-    _worker_numbers: ClassVar[itertools.count[int]] = itertools.count(1)
-
-    get = _HybridGet()
+    get = HybridGet()
     """Return a running caller: ``Caller.get(*, name=None, thread=None, backend=None, protected=False)``.
 
     A classmethod on the class and a method on an instance (the new caller's parent).
@@ -148,14 +92,29 @@ class Caller:
         RuntimeError: nothing to return (no loop in this thread, no caller in `thread`).
     """
 
-    def __init__(
-        self,
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        raise TypeError(
+            "Caller objects are made by Caller.get(); use Caller.get(name=...) for a caller "
+            "in a new thread, or Caller.get() inside a running event loop"
+        )
+
+    @classmethod
+    def _create(
+        cls,
         *,
         name: str,
         backend: Backend,
         parent: Caller | None = None,
         protected: bool = False,
         worker: bool = False,
+    ) -> Self:
+        """Make a caller, not started yet. Only the registry calls this."""
+        caller = object.__new__(cls)
+        caller._init(name=name, backend=backend, parent=parent, protected=protected, worker=worker)
+        return caller
+
+    def _init(
+        self, *, name: str, backend: Backend, parent: Caller | None, protected: bool, worker: bool
     ) -> None:
         self._name = name
         self._backend: Backend = backend
@@ -163,116 +122,30 @@ class Caller:
         self._protected = protected
         self._worker = worker
         self._children: list[Caller] = []
-        self._state = _State.STARTING
+        """Under the registry lock."""
         self._thread: threading.Thread | None = None
-        self._handle: LoopHandle | None = None
-        self._waker: Waker | None = None
-        self._task_group: anyio.abc.TaskGroup | None = None
-        # Calls to start (what `scheduled` counts) and call_direct bookkeeping, kept apart.
-        self._inbox: deque[Pending[Any]] = deque()
-        self._direct: deque[_DirectCall] = deque()
-        self._wake_pending = False
-        self._ready = threading.Event()
-        self._stopped = ThreadsafeEvent()
-        self._idle_workers: deque[Caller] = deque()
-        self._queues: dict[int, FunctionQueue] = {}
-        # Guards `_queues` and the items of every queue (see async_kernel._function_queue).
-        self._queue_lock = threading.RLock()
-        self._delayed = 0
-        self._active = 0
         self._owns_thread = False
-        self._asyncio_loop: asyncio.AbstractEventLoop | None = None
-        self._native_tasks: set[asyncio.Task[None]] = set()
-        self._loop_task: object = None
+        self._home_task: object = None
+        """Keeps the home task of an adopted loop alive (asyncio holds tasks weakly)."""
+        self._stopped = ThreadsafeEvent()
+        self._scheduler = Scheduler(name, engine_for(backend))
+        self._workers = WorkerPool(self)
+        self._queues = QueueTable(self._scheduler)
         self.max_idle_workers = type(self).max_idle_workers
 
-    # --- obtaining callers -------------------------------------------------------------------
+    # --- starting (called by the registry) --------------------------------------------------
 
-    @classmethod
-    def _get(
-        cls,
-        *,
-        parent: Caller | None,
-        name: str | None,
-        thread: threading.Thread | None,
-        backend: str | None,
-        protected: bool,
-    ) -> Caller:
-        """What [Caller.get][async_kernel.Caller.get] does (documented there)."""
-        if name is not None and thread is not None:
-            raise ValueError("Caller.get() takes name= or thread=, not both")
-        chosen: Backend | None = validate_backend(backend) if backend is not None else None
-        if thread is not None:
-            return cls._get_for_thread(thread, protected)
-        if name is None:
-            return cls._get_for_thread(threading.current_thread(), protected)
-        with cls._registry_lock:
-            existing = cls._by_name.get(name)
-            if existing is not None and existing._state in (_State.STARTING, _State.RUNNING):
-                caller = existing
-                created = False
-            else:
-                caller = cls(
-                    name=name,
-                    backend=chosen or current_backend() or "asyncio",
-                    parent=parent,
-                    protected=protected,
-                )
-                cls._by_name[name] = caller
-                if parent is not None:
-                    parent._adopt_child(caller)
-                created = True
-        if created:
-            caller._start_thread()
-        caller._wait_ready()
-        return caller
+    def _bind_to_running_loop(self) -> None:
+        """Make this thread, and the loop running in it, the caller's."""
+        self._thread = threading.current_thread()
+        self._scheduler.handle = self._scheduler.engine.loop_handle()
 
-    @classmethod
-    def _get_for_thread(cls, thread: threading.Thread, protected: bool) -> Caller:
-        caller = cls._by_thread.get(thread.ident or -1)
-        if caller is not None and caller._state in (_State.STARTING, _State.RUNNING):
-            return caller
-        if thread is not threading.current_thread():
-            raise RuntimeError(f"No caller is running in thread {thread.name!r}")
-        backend = current_backend()
-        if backend is None:
-            raise RuntimeError(
-                "Caller.get() needs a running asyncio or trio event loop in this thread; "
-                "pass name= (and backend=) to start a caller in a new thread"
-            )
-        return cls._adopt_running_loop(backend, protected)
-
-    @classmethod
-    def _adopt_running_loop(cls, backend: Backend, protected: bool) -> Caller:
-        """Create the caller of this thread's running loop and start its scheduler task."""
-        thread = threading.current_thread()
-        with cls._registry_lock:
-            name = thread.name
-            if name in cls._by_name and cls._by_name[name]._state is not _State.STOPPED:
-                name = f"{thread.name}-{thread.ident}"
-            caller = cls(name=name, backend=backend, protected=protected)
-            caller._thread = thread
-            caller._handle = loop_handle(backend)
-            cls._by_name[name] = caller
-            cls._by_thread[threading.get_ident()] = caller
-        if backend == "asyncio":
-            task = asyncio.get_running_loop().create_task(caller._main())
-            caller._loop_task = task  # a strong reference keeps the task alive
-        else:
-            import trio
-
-            trio.lowlevel.spawn_system_task(caller._main, name=f"Caller {name!r} scheduler")
-        caller._state = _State.RUNNING  # accepts work now; the scheduler drains it once it starts
-        caller._ready.set()
-        return caller
-
-    def _adopt_child(self, child: Caller) -> None:
-        with self._registry_lock:
-            if self._state in (_State.STOPPING, _State.STOPPED):
-                raise CallerStoppedError(
-                    f"Caller {self._name!r} is stopped; it can have no new child"
-                )
-            self._children.append(child)
+    def _start_home_task(self) -> None:
+        """Start `_main` in this thread's running loop; accept work at once."""
+        self._home_task = self._scheduler.engine.spawn_home_task(
+            self._main, f"Caller {self._name!r} scheduler"
+        )
+        self._scheduler.mark_running()  # the scheduler drains what came first once it starts
 
     def _start_thread(self) -> None:
         self._owns_thread = True
@@ -280,16 +153,25 @@ class Caller:
         self._thread.start()
 
     def _wait_ready(self) -> None:
-        if not self._ready.is_set() and not self._is_own_thread():
-            self._ready.wait()
-        if self._state is _State.STOPPED:
+        scheduler = self._scheduler
+        if not scheduler.ready.is_set() and not scheduler.is_own_thread():
+            scheduler.ready.wait()
+        if scheduler.state is State.STOPPED:
             raise CallerStoppedError(f"Caller {self._name!r} stopped before it could run")
 
-    # --- the loop --------------------------------------------------------------------------
+    def _adopt_child(self, child: Caller) -> None:
+        with registry.lock:
+            state = self._scheduler.state
+            if state is State.STOPPING or state is State.STOPPED:
+                raise CallerStoppedError(
+                    f"Caller {self._name!r} is stopped; it can have no new child"
+                )
+            self._children.append(child)
+
+    # --- the loop ---------------------------------------------------------------------------
 
     def _thread_main(self) -> None:
-        with self._registry_lock:
-            self._by_thread[threading.get_ident()] = self
+        registry.register_thread(self)
         try:
             anyio.run(self._main, backend=self._backend)
         except BaseException:
@@ -298,263 +180,43 @@ class Caller:
             self._finish()
 
     async def _main(self) -> None:
-        """The caller's home task: holds its task group open until the caller stops.
-
-        Work is started by `_drain`, a plain callback the loop runs when work arrives, not by
-        this task: that saves a loop iteration per call over waking a scheduler task.
-        """
+        """The caller's home task: the scheduler runs until the caller stops, then the children
+        end. Work is started by the scheduler's drain, a loop callback, not by this task."""
         try:
-            if self._handle is None:
-                self._handle = loop_handle(self._backend)
-            self._waker = make_waker(self._backend)
-            if self._backend == "asyncio":
-                self._asyncio_loop = asyncio.get_running_loop()
-            async with anyio.create_task_group() as tg:
-                self._task_group = tg
-                if self._state is _State.STARTING:
-                    self._state = _State.RUNNING
-                self._ready.set()
-                self._drain()  # what arrived before the loop was ready
-                while self._state is not _State.STOPPING:
-                    await self._waker.wait()
-                tg.cancel_scope.cancel()
-                await self._cancel_native_tasks()
+            await self._scheduler.run()
             # `stopped` means the whole tree has stopped: stop() asked the children already.
             for child in self.children:
                 await child.stopped
         finally:
-            self._task_group = None
             if not self._owns_thread:  # thread callers finish in _thread_main, after the loop
                 self._finish()
 
-    def _drain(self) -> None:
-        """Start everything in the inbox. Runs in the loop thread, as a callback or from `_main`."""
-        if self._task_group is None:  # `_main` has not started yet: it drains first thing
-            return
-        self._wake_pending = False
-        inbox, direct = self._inbox, self._direct
-        # Once stopping, start nothing more: what is left is cancelled by _finish.
-        while (inbox or direct) and self._state is not _State.STOPPING:
-            while direct:
-                func, args, kwargs = direct.popleft()
-                try:
-                    func(*args, **kwargs)
-                except BaseException:  # KeyboardInterrupt too: the loop must go on
-                    logger.exception("call_direct of %r raised", func)
-            if inbox and self._state is not _State.STOPPING:
-                self._start(inbox.popleft())
-        if self._state is _State.STOPPING and self._waker is not None:
-            self._waker.wake()
-
-    async def _cancel_native_tasks(self) -> None:
-        tasks = list(self._native_tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            with anyio.CancelScope(shield=True):
-                await asyncio.wait(tasks)
-
-    def _start(self, pending: Pending[Any]) -> None:
-        if not pending._claim_start():
-            return
-        context = self._own_context(pending._context or contextvars.copy_context())
-        if pending._delay > 0:
-            self._delayed += 1
-            assert self._task_group is not None
-            context.run(self._task_group.start_soon, self._run_async, pending, None)
-            return
-        func = pending._func
-        assert func is not None
-        try:
-            result = context.run(self._call_sync, pending, func)
-        except BaseException as exc:
-            pending._set_exception(exc)
-            return
-        if not inspect.isawaitable(result):
-            pending._set_result(result)
-        elif self._asyncio_loop is not None:
-            # A plain asyncio task, cancelled with Task.cancel: far cheaper than an anyio
-            # task-group child with its own cancel scope, and cancels the same way.
-            task = self._asyncio_loop.create_task(
-                self._run_asyncio(pending, result), context=context
-            )
-            self._native_tasks.add(task)
-            task.add_done_callback(self._native_tasks.discard)
-        else:
-            assert self._task_group is not None
-            context.run(self._task_group.start_soon, self._run_async, pending, result)
-
-    async def _run_asyncio(self, pending: Pending[Any], awaitable: Awaitable[Any]) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        _current_pending.set(pending)
-        pending._canceller = lambda: self._call_in_loop(task.cancel)
-        if pending._cancel_requested:
-            task.cancel()
-        self._active += 1
-        try:
-            result = await awaitable
-        except asyncio.CancelledError:
-            self._active -= 1
-            pending._set_cancelled()  # the task is ours and ends here: nothing to re-raise to
-        except BaseException as exc:
-            self._active -= 1
-            pending._set_exception(exc)
-        else:
-            self._active -= 1
-            pending._set_result(result)
-
-    def _own_context(self, context: contextvars.Context) -> contextvars.Context:
-        """Make `context`, copied in the submitting thread, name this caller's backend.
-
-        The copy carries the submitter's sniffio library name (`anyio.run` sets it), which would
-        make sniffio and anyio see the wrong backend here (trio inside an asyncio caller).
-        """
-        context.run(sniffio.current_async_library_cvar.set, self._backend)
-        return context
-
-    def _call_sync(self, pending: Pending[Any], func: Callable[..., Any]) -> Any:
-        _current_pending.set(pending)
-        self._active += 1
-        try:
-            return func(*pending._args, **pending._kwargs)
-        finally:
-            self._active -= 1
-
-    async def _run_async(self, pending: Pending[Any], awaitable: Awaitable[Any] | None) -> None:
-        _current_pending.set(pending)
-        counted = awaitable is not None  # a call_later counts as active once its delay is over
-        if counted:
-            self._active += 1
-        cancelled_exc = anyio.get_cancelled_exc_class()
-
-        def uncount() -> None:
-            # Called before the Pending completes: whoever sees it done sees it no longer active.
-            nonlocal counted
-            if counted:
-                self._active -= 1
-                counted = False
-
-        try:
-            with anyio.CancelScope() as scope:
-                pending._canceller = lambda: self._call_in_loop(scope.cancel)
-                if pending._cancel_requested:
-                    scope.cancel()
-                if awaitable is None:  # a call_later: wait, then call
-                    try:
-                        await anyio.sleep(pending._delay)
-                    finally:
-                        self._delayed -= 1
-                    self._active += 1
-                    counted = True
-                    func = pending._func
-                    assert func is not None
-                    result = func(*pending._args, **pending._kwargs)
-                    if inspect.isawaitable(result):
-                        result = await result
-                else:
-                    result = await awaitable
-        except BaseException as exc:
-            uncount()
-            cancellation, error = split_cancellation(exc, self._backend)
-            if cancellation is None:
-                if isinstance(exc, cancelled_exc):  # asyncio: its own, nobody cancelled us
-                    pending._set_cancelled()
-                else:
-                    pending._set_exception(exc)
-                return
-            if error is None:
-                pending._set_cancelled()
-            else:
-                pending._set_exception(error)
-            if cancellation is exc:
-                raise
-            raise cancellation from None
-        else:
-            uncount()
-            if scope.cancelled_caught:
-                pending._set_cancelled()
-            else:
-                pending._set_result(result)
-        finally:
-            uncount()
-
     def _finish(self) -> None:
         """Mark stopped, cancel what never started, and unregister. Runs once, in any thread."""
-        with self._registry_lock:
-            if self._state is _State.STOPPED:
+        scheduler = self._scheduler
+        with registry.lock:
+            if scheduler.state is State.STOPPED:
                 return
-            self._state = _State.STOPPED
-            if self._by_name.get(self._name) is self:
-                del self._by_name[self._name]
-            thread_id = self._thread.ident if self._thread is not None else None
-            if thread_id is not None and self._by_thread.get(thread_id) is self:
-                del self._by_thread[thread_id]
+            scheduler.state = State.STOPPED
+            registry.unregister(self)
             parent = self._parent
-        self._cancel_inbox()
-        with self._queue_lock:
-            queues = list(self._queues.values())
-            self._queues.clear()
-            for queue in queues:  # those whose runner never started
-                queue.closed = True
-        del queues  # freed outside the lock, like every dropped call
+        scheduler.cancel_inbox()
+        self._queues.close_all()
         for child in list(self._children):
             child.stop(force=True)
         if parent is not None:
             parent._forget_child(self)
-        self._ready.set()
+        scheduler.ready.set()
         self._stopped.set()
 
-    def _cancel_inbox(self) -> None:
-        self._direct.clear()
-        while True:
-            try:
-                item = self._inbox.popleft()
-            except IndexError:
-                return
-            item.cancel(f"Caller {self._name!r} stopped")
-
     def _forget_child(self, child: Caller) -> None:
-        with self._registry_lock, contextlib.suppress(ValueError):
+        with registry.lock, contextlib.suppress(ValueError):
             self._children.remove(child)
-        with contextlib.suppress(ValueError):
-            self._idle_workers.remove(child)
-
-    # --- delivering work -------------------------------------------------------------------
+        self._workers.forget(child)
 
     def _is_own_thread(self) -> bool:
-        handle = self._handle
-        return handle is not None and handle.thread_id == threading.get_ident()
-
-    def _submit(self, item: Any, queue: deque[Any]) -> None:
-        """Put `item` on `queue` (the inbox or the direct deque) and make sure a drain follows."""
-        if self._state is _State.STOPPING or self._state is _State.STOPPED:
-            raise CallerStoppedError(f"Caller {self._name!r} is stopped; it accepts no new calls")
-        queue.append(item)
-        if not self._wake_pending:
-            self._wake_pending = True
-            handle = self._handle
-            if handle is not None:  # None while starting: the first drain will see the item
-                try:
-                    if handle.thread_id == threading.get_ident():
-                        handle.call_soon(self._wake)
-                    else:
-                        handle.call_soon_threadsafe(self._wake)
-                except RuntimeError:  # the loop has closed under us
-                    pass
-        if self._state is _State.STOPPED:  # lost a race with _finish: cancel, never strand
-            self._cancel_inbox()
-
-    def _wake(self) -> None:
-        self._drain()
-
-    def _call_in_loop(self, func: Callable[[], Any]) -> None:
-        """Run `func()` in the loop thread: now if this is it, else soon. Never raises."""
-        if self._is_own_thread():
-            func()
-        else:
-            with contextlib.suppress(RuntimeError):
-                self.call_direct(func)
+        """True in the caller's loop thread (where waiting synchronously would deadlock)."""
+        return self._scheduler.is_own_thread()
 
     # --- public API: scheduling ------------------------------------------------------------
 
@@ -585,7 +247,8 @@ class Caller:
         pending: Pending[Any] = Pending(
             func, args, kwargs, caller=self, context=contextvars.copy_context()
         )
-        self._submit(pending, self._inbox)
+        scheduler = self._scheduler
+        scheduler.submit(pending, scheduler.inbox)
         return pending
 
     @overload
@@ -617,7 +280,8 @@ class Caller:
             context=contextvars.copy_context(),
             delay=max(delay, 1e-9),
         )
-        self._submit(pending, self._inbox)
+        scheduler = self._scheduler
+        scheduler.submit(pending, scheduler.inbox)
         return pending
 
     def call_direct(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> None:
@@ -631,7 +295,8 @@ class Caller:
         Raises:
             CallerStoppedError: the caller is stopping or stopped.
         """
-        self._submit((func, args, kwargs), self._direct)
+        scheduler = self._scheduler
+        scheduler.submit((func, args, kwargs), scheduler.direct)
 
     @overload
     def to_thread(
@@ -652,37 +317,11 @@ class Caller:
         Thread-safe. Cancellation as for `call_soon` (a running sync function cannot be
         interrupted); stopping this caller stops its workers and cancels what runs there.
         """
-        worker = self._take_worker()
+        workers = self._workers
+        worker = workers.take()
         pending = worker.call_soon(func, *args, **kwargs)
-        pending.add_done_callback(lambda _: self._return_worker(worker))
+        pending.add_done_callback(lambda _: workers.give_back(worker))
         return pending
-
-    def _take_worker(self) -> Caller:
-        while True:
-            try:
-                worker = self._idle_workers.pop()
-            except IndexError:
-                break
-            if worker._state is _State.RUNNING:
-                return worker
-        if self._state is not _State.RUNNING:
-            raise CallerStoppedError(f"Caller {self._name!r} is stopped; it accepts no new calls")
-        name = f"{self._name}/worker-{next(self._worker_numbers)}"
-        worker = type(self)(name=name, backend=self._backend, parent=self, worker=True)
-        self._adopt_child(worker)
-        worker._start_thread()
-        worker._wait_ready()
-        return worker
-
-    def _return_worker(self, worker: Caller) -> None:
-        if (
-            worker._state is _State.RUNNING
-            and self._state is _State.RUNNING
-            and len(self._idle_workers) < self.max_idle_workers
-        ):
-            self._idle_workers.append(worker)
-        else:
-            worker.stop(force=True)
 
     def queue_call(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> None:
         """Append `func(*args, **kwargs)` to the queue dedicated to `hash(func)`; return None.
@@ -714,52 +353,7 @@ class Caller:
         Raises:
             CallerStoppedError: the caller is stopping or stopped.
         """
-        key = hash(func)  # user code (a __hash__): before taking the lock
-        item: QueueItem = (func, args, kwargs)
-        with self._queue_lock:
-            queue = self._queues.get(key)
-            if queue is None or queue.closed:
-                queue = None
-            else:
-                queue.items.append(item)
-                if queue._held() is not func:  # cheap test first: the same function again
-                    queue.track(func)
-        if queue is None:
-            self._new_queue(key, item)
-        else:
-            self.call_direct(queue.wake)
-
-    def _new_queue(self, key: int, item: QueueItem) -> None:
-        """queue_call's slow path: start a queue for `key` with `item` (unless one appeared)."""
-        if self._state is _State.STOPPING or self._state is _State.STOPPED:
-            raise CallerStoppedError(f"Caller {self._name!r} is stopped; it accepts no new calls")
-        func = item[0]
-        fresh = FunctionQueue(self, key, func)  # reads the function's name: outside the lock
-        with self._queue_lock:
-            queue = self._queues.get(key)
-            if queue is not None and not queue.closed:  # another thread made it meanwhile
-                queue.items.append(item)
-                queue.track(func)
-            else:
-                if queue is not None:  # closed by queue_close; its call is still unwinding
-                    fresh.follow(queue)
-                fresh.items.append(item)
-                self._queues[key] = queue = fresh
-        if queue is not fresh:
-            self.call_direct(queue.wake)
-            return
-        try:
-            self.call_direct(self._start_queue, fresh, contextvars.copy_context())
-        except CallerStoppedError:
-            with self._queue_lock:
-                fresh.closed = True
-                if self._queues.get(key) is fresh:
-                    del self._queues[key]
-            raise
-
-    def _start_queue(self, queue: FunctionQueue, context: contextvars.Context) -> None:
-        assert self._task_group is not None
-        self._own_context(context).run(self._task_group.start_soon, queue.run)
+        self._queues.call(func, args, kwargs)
 
     def queue_close(self, func: Callable[..., Any]) -> None:
         """End the queue of `hash(func)`: drop the calls that wait and cancel the running one.
@@ -770,15 +364,7 @@ class Caller:
         calls to one function never overlap. A no-op if there is no such queue.
         Thread-safe.
         """
-        key = hash(func)
-        with self._queue_lock:
-            queue = self._queues.get(key)
-            if queue is None or queue.closed:
-                return
-            queue.closed = True
-            dropped = queue.take_items()
-        del dropped  # freed outside the lock: finalizers may queue calls
-        self._call_in_loop(queue.cancel)
+        self._queues.close(func)
 
     # --- public API: stopping --------------------------------------------------------------
 
@@ -788,27 +374,23 @@ class Caller:
         wait for the end (set once the children have stopped as well). A protected caller
         ignores this, returning False, unless `force` is True. Thread-safe and idempotent.
         """
-        with self._registry_lock:
+        scheduler = self._scheduler
+        with registry.lock:
             if self._protected and not force:
                 return False
-            if self._state is _State.STOPPING or self._state is _State.STOPPED:
+            state = scheduler.state
+            if state is State.STOPPING or state is State.STOPPED:
                 return True
-            self._state = _State.STOPPING
+            scheduler.state = State.STOPPING
             children = list(self._children)
         for child in children:
             child.stop(force=True)
-        handle = self._handle
+        handle = scheduler.handle
         if handle is None:
             if self._thread is None:  # never started
                 self._finish()
             return True
-        self._wake_pending = True
-        try:
-            if handle.thread_id == threading.get_ident():
-                handle.call_soon(self._wake)
-            else:
-                handle.call_soon_threadsafe(self._wake)
-        except RuntimeError:  # the loop is gone already
+        if not scheduler.schedule_drain(handle):  # the loop is gone already
             self._finish()
         return True
 
@@ -820,7 +402,7 @@ class Caller:
 
     # --- public API: waiting ---------------------------------------------------------------
 
-    async def as_completed(
+    def as_completed(
         self, pendings: Iterable[Pending[Any]], *, timeout: float | None = None
     ) -> AsyncGenerator[Pending[Any], None]:
         """Yield each Pending as it completes (any backend, any thread).
@@ -829,32 +411,7 @@ class Caller:
         start. No cancel scope stays open across a `yield`, so breaking out of the loop early
         is safe on trio and asyncio.
         """
-        remaining = set(pendings)
-        finished: deque[Pending[Any]] = deque()
-        current: list[ThreadsafeEvent] = [ThreadsafeEvent()]
-        deadline = None if timeout is None else anyio.current_time() + timeout
-
-        def on_done(p: Pending[Any]) -> None:
-            finished.append(p)
-            current[0].set()
-
-        for p in remaining:
-            p.add_done_callback(on_done)
-        try:
-            while remaining:
-                if not finished:
-                    event = current[0] = ThreadsafeEvent()
-                    if not finished:
-                        left = None if deadline is None else deadline - anyio.current_time()
-                        with anyio.fail_after(left):
-                            await event
-                p = finished.popleft()
-                if p in remaining:
-                    remaining.discard(p)
-                    yield p
-        finally:
-            for p in remaining:
-                p.remove_done_callback(on_done)
+        return waiting.as_completed(pendings, timeout=timeout)
 
     async def wait(
         self,
@@ -868,28 +425,7 @@ class Caller:
         `return_when` is "FIRST_COMPLETED", "FIRST_EXCEPTION" or "ALL_COMPLETED". On timeout the
         sets are returned as they stand (no exception). Nothing is cancelled.
         """
-        if return_when not in ("FIRST_COMPLETED", "FIRST_EXCEPTION", "ALL_COMPLETED"):
-            raise ValueError(f"Invalid return_when: {return_when!r}")
-        todo = set(pendings)
-        done: set[Pending[Any]] = {p for p in todo if p.done()}
-
-        def enough(finished: Iterable[Pending[Any]]) -> bool:
-            if return_when == "FIRST_COMPLETED":
-                return any(True for _ in finished)
-            if return_when == "FIRST_EXCEPTION":
-                return any(p.cancelled() or p.exception() is not None for p in finished)
-            return False
-
-        if not todo - done or enough(done):  # like asyncio.wait: already enough, return now
-            return done, todo - done
-        with anyio.move_on_after(timeout):
-            # aclosing: leaving early closes the generator here, in this task.
-            async with contextlib.aclosing(self.as_completed(todo - done)) as completed:
-                async for p in completed:
-                    done.add(p)
-                    if enough((p,)):
-                        break
-        return done, todo - done
+        return await waiting.wait(pendings, timeout=timeout, return_when=return_when)
 
     # --- public API: introspection ---------------------------------------------------------
 
@@ -901,11 +437,7 @@ class Caller:
     @classmethod
     def all_callers(cls, running_only: bool = True) -> list[Caller]:
         """Every caller in this process: the running ones, or also those starting/stopping."""
-        with cls._registry_lock:
-            callers = list(cls._by_name.values())
-        if running_only:
-            return [c for c in callers if c._state is _State.RUNNING]
-        return callers
+        return registry.all_callers(running_only)
 
     @property
     def name(self) -> str:
@@ -925,7 +457,7 @@ class Caller:
     @property
     def running(self) -> bool:
         """True while the caller accepts and runs work."""
-        return self._state is _State.RUNNING
+        return self._scheduler.state is State.RUNNING
 
     @property
     def protected(self) -> bool:
@@ -940,7 +472,7 @@ class Caller:
     @property
     def children(self) -> list[Caller]:
         """Callers created from this one (including `to_thread` workers); a copy."""
-        with self._registry_lock:
+        with registry.lock:
             return list(self._children)
 
     @property
@@ -955,22 +487,24 @@ class Caller:
         answers even while that loop is blocked.
         """
         thread = self._thread
+        scheduler = self._scheduler
+        state = scheduler.state
         return {
             "name": self._name,
             "thread_id": thread.ident if thread is not None else None,
             "thread_name": thread.name if thread is not None else None,
             "backend": self._backend,
-            "running": self._state is _State.RUNNING,
-            "state": self._state.lifecycle,
+            "running": state is State.RUNNING,
+            "state": state.lifecycle,
             "protected": self._protected,
             "parent": self._parent._name if self._parent is not None else None,
             "children": [c._name for c in self.children],
             "worker": self._worker,
-            "idle_workers": len(self._idle_workers),
-            "scheduled": len(self._inbox) + self._delayed,
-            "active": self._active,
-            "queues": [q.snapshot() for q in list(self._queues.values())],
+            "idle_workers": len(self._workers.idle),
+            "scheduled": len(scheduler.inbox) + scheduler.delayed,
+            "active": scheduler.active,
+            "queues": self._queues.snapshot(),
         }
 
     def __repr__(self) -> str:
-        return f"<Caller {self._name!r} {self._backend} {self._state.value}>"
+        return f"<Caller {self._name!r} {self._backend} {self._scheduler.state.value}>"

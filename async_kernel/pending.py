@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
-from async_kernel._backend import wait_for_wakeup
+from async_kernel._caller.engine import wait_for_wakeup
 
 if TYPE_CHECKING:
     from async_kernel.caller import Caller
@@ -216,7 +216,7 @@ class Pending(_Completion, Generic[T]):
         self._kwargs = kwargs if kwargs is not None else {}
         self._context = context
         self._delay = delay
-        self._result: Any = None
+        self._result: T  # set on completion; read only once done without an exception
         self._exception: BaseException | None = None
         self._cancel_requested = False
         self._cancel_message: str | None = None

@@ -11,7 +11,7 @@ import anyio.lowlevel
 import pytest
 import sniffio
 
-from async_kernel import Caller
+from async_kernel import Caller, CallerStoppedError
 
 pytestmark = pytest.mark.anyio
 
@@ -190,3 +190,30 @@ async def test_the_parent_is_stopped_only_once_its_children_are(
     with anyio.fail_after(TIMEOUT):
         await caller.stopped
     assert child.stopped
+
+
+async def test_a_stopped_parent_refuses_a_child_and_leaves_its_name_free(
+    caller: Caller, new_name: Callable[[str], str]
+) -> None:
+    name = new_name("child")
+    caller.stop()
+    with anyio.fail_after(TIMEOUT):
+        await caller.stopped
+
+    with pytest.raises(CallerStoppedError):
+        caller.get(name=name)
+
+    assert name not in [c.name for c in Caller.all_callers(running_only=False)]
+    assert Caller.get(name=name).running  # a new caller of that name starts, never waits
+
+
+# --- construction ---------------------------------------------------------------------------------
+
+
+def test_constructing_a_caller_directly_raises_type_error_naming_get(
+    new_name: Callable[[str], str],
+) -> None:
+    name = new_name("direct")
+    with pytest.raises(TypeError, match=r"Caller\.get"):
+        Caller(name=name, backend="asyncio")
+    assert name not in [c.name for c in Caller.all_callers(running_only=False)]

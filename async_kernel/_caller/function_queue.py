@@ -1,12 +1,13 @@
-"""The per-function queue behind [Caller.queue_call][async_kernel.Caller.queue_call].
+"""The per-function queues behind [Caller.queue_call][async_kernel.Caller.queue_call].
 
-One task in the caller's loop per queue runs the queued calls one at a time, in submission order,
-inside the contextvars context of the queue's first call.
+A caller's `QueueTable` keys its queues by `hash(func)`; one task in the caller's loop per
+`FunctionQueue` runs the queued calls one at a time, in submission order, inside the
+contextvars context of the queue's first call.
 
-Which calls share a queue: a caller keys its queues by `hash(func)`, so calls share one when
-their functions hash equal: the same function object; bound methods of the same method of the
-same object (a bound method is made afresh on every attribute access, but hashes like its
-object and function); callables equal by value (a class with `__eq__`/`__hash__`).
+Which calls share a queue: those whose functions hash equal: the same function object; bound
+methods of the same method of the same object (a bound method is made afresh on every attribute
+access, but hashes like its object and function); callables equal by value (a class with
+`__eq__`/`__hash__`).
 
 When a queue ends:
 
@@ -24,20 +25,24 @@ When a queue ends:
 A call queued after its queue has retired or been closed starts a new queue (with the context
 of that call).
 
-Locking: the caller's `_queue_lock` guards the caller's queue table and, in every queue, `items`,
-`closed`, the tracked reference and the successor link. It is held for a few operations at a
-time and never while user code runs: `hash(func)` is computed before it is taken, and dropped
-calls are freed after it is released. A weak-reference callback can run in any thread at any
-allocation, even one made while the lock is held, so it never takes the lock: it only wakes the
-runner, which decides under the lock. (The lock is reentrant all the same, so that a finalizer
-run by a garbage collection under it may queue a call without deadlocking.)
+Thread model and locking: `QueueTable.call`, `close` and `snapshot` may be called from any
+thread; `FunctionQueue.run`, `wake` and `cancel` run in the caller's loop thread. The table's
+`lock` guards the table and, in every queue, `items`, `closed`, the tracked reference and the
+successor link. It is held for a few operations at a time and never while user code runs:
+`hash(func)` is computed before it is taken, and dropped calls are freed after it is released. A
+weak-reference callback can run in any thread at any allocation, even one made while the lock
+is held, so it never takes the lock: it only wakes the runner, which decides under the lock.
+(The lock is reentrant all the same, so that a finalizer run by a garbage collection under it
+may queue a call without deadlocking.)
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import inspect
 import logging
+import threading
 import weakref
 from collections import deque
 from collections.abc import Callable
@@ -46,11 +51,14 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from async_kernel._backend import Waker, make_waker, split_cancellation
+from async_kernel._caller.lifecycle import CallerStoppedError, State, stopped_error
 from async_kernel.wire import CallerQueueRow
 
 if TYPE_CHECKING:
-    from async_kernel.caller import Caller
+    from async_kernel._caller.engine import Waker
+    from async_kernel._caller.scheduler import Scheduler
+
+__all__ = ["FunctionQueue", "QueueItem", "QueueTable", "function_label"]
 
 logger = logging.getLogger("async_kernel.caller")
 
@@ -89,8 +97,99 @@ _NO_ITEM: QueueItem = (_nothing, (), {})
 """Stands for "no call" where the runner lets go of the one it ran."""
 
 
+class QueueTable:
+    """The open queues of one caller, by key; what `queue_call`/`queue_close` do."""
+
+    __slots__ = ("lock", "queues", "scheduler")
+
+    def __init__(self, scheduler: Scheduler) -> None:
+        self.scheduler = scheduler
+        self.queues: dict[int, FunctionQueue] = {}
+        """Open queues by `hash(func)`. Under `lock`."""
+        self.lock = threading.RLock()
+        """Guards `queues` and the items of every queue (see the module doc)."""
+
+    def call(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Queue `func(*args, **kwargs)` (see `Caller.queue_call`). Any thread."""
+        key = hash(func)  # user code (a __hash__): before taking the lock
+        item: QueueItem = (func, args, kwargs)
+        with self.lock:
+            queue = self.queues.get(key)
+            if queue is None or queue.closed:
+                queue = None
+            else:
+                queue.items.append(item)
+                if queue._held() is not func:  # cheap test first: the same function again
+                    queue.track(func)
+        if queue is None:
+            self._new_queue(key, item)
+        else:
+            self.scheduler.call_direct(queue.wake)
+
+    def _new_queue(self, key: int, item: QueueItem) -> None:
+        """`call`'s slow path: start a queue for `key` with `item` (unless one appeared)."""
+        scheduler = self.scheduler
+        state = scheduler.state
+        if state is State.STOPPING or state is State.STOPPED:
+            raise stopped_error(scheduler.name)
+        func = item[0]
+        fresh = FunctionQueue(self, key, func)  # reads the function's name: outside the lock
+        with self.lock:
+            queue = self.queues.get(key)
+            if queue is not None and not queue.closed:  # another thread made it meanwhile
+                queue.items.append(item)
+                queue.track(func)
+            else:
+                if queue is not None:  # closed by queue_close; its call is still unwinding
+                    fresh.follow(queue)
+                fresh.items.append(item)
+                self.queues[key] = queue = fresh
+        if queue is not fresh:
+            scheduler.call_direct(queue.wake)
+            return
+        try:
+            scheduler.call_direct(self._start, fresh, contextvars.copy_context())
+        except CallerStoppedError:
+            with self.lock:
+                fresh.closed = True
+                if self.queues.get(key) is fresh:
+                    del self.queues[key]
+            raise
+
+    def _start(self, queue: FunctionQueue, context: contextvars.Context) -> None:
+        """Start the runner of `queue` in `context`. Loop thread (a direct call)."""
+        scheduler = self.scheduler
+        assert scheduler.task_group is not None
+        scheduler.own_context(context).run(scheduler.task_group.start_soon, queue.run)
+
+    def close(self, func: Callable[..., Any]) -> None:
+        """End the queue of `hash(func)` (see `Caller.queue_close`). Any thread."""
+        key = hash(func)
+        with self.lock:
+            queue = self.queues.get(key)
+            if queue is None or queue.closed:
+                return
+            queue.closed = True
+            dropped = queue.take_items()
+        del dropped  # freed outside the lock: finalizers may queue calls
+        self.scheduler.call_in_loop(queue.cancel)
+
+    def close_all(self) -> None:
+        """Close every queue, for the caller's end (their runners are cancelled with it)."""
+        with self.lock:
+            queues = list(self.queues.values())
+            self.queues.clear()
+            for queue in queues:  # those whose runner never started
+                queue.closed = True
+        del queues  # freed outside the lock, like every dropped call
+
+    def snapshot(self) -> list[CallerQueueRow]:
+        """A row per open queue, read without the lock. Any thread."""
+        return [q.snapshot() for q in list(self.queues.values())]
+
+
 class FunctionQueue:
-    """Calls with one key, run one at a time in order. Owned by a Caller (see the module doc)."""
+    """Calls with one key, run one at a time in order. Owned by a QueueTable (see the module doc)."""
 
     __slots__ = (
         "_after",
@@ -99,22 +198,22 @@ class FunctionQueue:
         "_scope",
         "_successor",
         "_waker",
-        "caller",
         "closed",
         "items",
         "key",
         "label",
         "running",
+        "table",
     )
 
-    def __init__(self, caller: Caller, key: int, func: Callable[..., Any]) -> None:
-        self.caller = caller
+    def __init__(self, table: QueueTable, key: int, func: Callable[..., Any]) -> None:
+        self.table = table
         self.key = key
         self.label = function_label(func)
         self.items: deque[QueueItem] = deque()
-        """Calls waiting to run; each holds its function strongly. Under the queue lock."""
+        """Calls waiting to run; each holds its function strongly. Under the table's lock."""
         self.closed = False
-        """Set (under the queue lock) once the queue takes no more calls."""
+        """Set (under the table's lock) once the queue takes no more calls."""
         self.running = False
         self._finished = False
         self._scope: anyio.CancelScope | None = None
@@ -123,12 +222,12 @@ class FunctionQueue:
         self._successor: FunctionQueue | None = None
         self._held: Callable[[], object] = self._hold(_lifetime_of(func))
 
-    # --- called by the Caller, under its queue lock --------------------------------------------
+    # --- called by the table, under its lock ---------------------------------------------------
 
     def track(self, func: Callable[..., Any]) -> None:
         """Keep the queue alive as long as `func`, the function of the call queued last.
 
-        Under the queue lock. Cheap when the object is the one tracked already.
+        Under the table's lock. Cheap when the object is the one tracked already.
         """
         target = _lifetime_of(func)
         if self._held() is not target:
@@ -137,7 +236,7 @@ class FunctionQueue:
     def follow(self, previous: FunctionQueue) -> None:
         """Start only once `previous` (closed, its call still unwinding) has finished.
 
-        Under the queue lock.
+        Under the table's lock.
         """
         self._after = previous
         previous._successor = self
@@ -149,9 +248,9 @@ class FunctionQueue:
             return lambda: target
 
     def _on_collected(self, _: object) -> None:
-        # Any thread, any moment (even under the queue lock): only wake the runner.
+        # Any thread, any moment (even under the table's lock): only wake the runner.
         with contextlib.suppress(RuntimeError):
-            self.caller.call_direct(self.wake)
+            self.table.scheduler.call_direct(self.wake)
 
     # --- loop thread ---------------------------------------------------------------------------
 
@@ -161,7 +260,7 @@ class FunctionQueue:
             self._waker.wake()
 
     def cancel(self) -> None:
-        """Cancel the running call; the Caller has marked the queue closed. Loop thread only."""
+        """Cancel the running call; the table has marked the queue closed. Loop thread only."""
         if self._scope is not None:
             self._scope.cancel()
 
@@ -176,11 +275,12 @@ class FunctionQueue:
         logged and the queue goes on; only a genuine cancellation of this task (queue_close,
         the caller stopping) ends it.
         """
-        caller = self.caller
-        lock = caller._queue_lock
+        table = self.table
+        scheduler = table.scheduler
+        lock = table.lock
         items = self.items
-        backend = caller.backend
-        self._waker = waker = make_waker(backend)
+        engine = scheduler.engine
+        self._waker = waker = engine.waker()
         try:
             after = self._after
             if after is not None:
@@ -195,7 +295,7 @@ class FunctionQueue:
                 while True:
                     if self.closed:
                         break
-                    if not caller.running:  # stopping: start nothing more
+                    if scheduler.state is not State.RUNNING:  # stopping: start nothing more
                         with lock:
                             self._close_locked()
                         break
@@ -215,7 +315,7 @@ class FunctionQueue:
                         await waker.wait()
                         continue
                     self.running = True
-                    caller._active += 1
+                    scheduler.active += 1
                     result: Any = None
                     try:
                         result = item[0](*item[1], **item[2])
@@ -223,7 +323,7 @@ class FunctionQueue:
                         if inspect.isawaitable(result):
                             await result
                     except BaseException as exc:
-                        cancellation, error = split_cancellation(exc, backend)
+                        cancellation, error = engine.split_cancellation(exc)
                         if error is not None:
                             logger.error(
                                 "queue_call of %s raised; the queue goes on",
@@ -237,7 +337,7 @@ class FunctionQueue:
                     finally:
                         item, result = _NO_ITEM, None
                         self.running = False
-                        caller._active -= 1
+                        scheduler.active -= 1
         finally:
             with lock:
                 self._close_locked()
@@ -252,7 +352,7 @@ class FunctionQueue:
     def take_items(self) -> list[QueueItem]:
         """Empty the queue and return what waited. Under the lock.
 
-        The caller frees the result after releasing the lock: dropping a call may run
+        The table frees the result after releasing the lock: dropping a call may run
         finalizers of its arguments, which may queue calls themselves.
         """
         dropped = list(self.items)
@@ -262,6 +362,6 @@ class FunctionQueue:
     def _close_locked(self) -> None:
         """Take no more calls: a call queued from now on starts a new queue. Under the lock."""
         self.closed = True
-        queues = self.caller._queues
+        queues = self.table.queues
         if queues.get(self.key) is self:
             del queues[self.key]
