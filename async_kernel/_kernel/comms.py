@@ -1,24 +1,37 @@
-"""Comms (ipywidgets and friends) through the `comm` package.
+"""Comms (ipywidgets and friends) through the `comm` package, both ways.
 
-The kernel registers its Comm class and CommManager with `comm`, so libraries that call
-`comm.create_comm()` publish over this kernel's iopub. Incoming comm messages are handled on the
-shell thread (where user handlers expect to run) in their own queue, so they are processed while
-a cell awaits.
+Outgoing: the kernel registers its Comm class and CommManager with `comm`
+([install_comms][async_kernel._kernel.comms.install_comms]), so libraries that call
+`comm.create_comm()` publish over this kernel's iopub, from any thread.
+
+Incoming: the ShellChannel thread routes `comm_open`, `comm_msg` and `comm_close` to
+[CommRunner.enqueue][async_kernel._kernel.comms.CommRunner.enqueue], which queues them on the
+shell thread (where user handlers expect to run) in a `queue_call` queue of their own, so they are
+handled while a cell awaits. `comm_info_request` is answered in the ShellChannel thread
+([CommRunner.info][async_kernel._kernel.comms.CommRunner.info]).
 """
 
 from __future__ import annotations
 
+import logging
+import time
+import traceback
 from typing import TYPE_CHECKING, Any
 
 import comm
 from comm.base_comm import BaseComm, BuffersType, CommManager, MaybeDict
 
-from async_kernel._kernel.messaging import current_parent
+from async_kernel._kernel.messaging import Idents, Message, current_parent
+from async_kernel._kernel.state_replies import ShellQueueStats
 
 if TYPE_CHECKING:
+    from async_kernel._kernel.interrupts import InterruptController
     from async_kernel._kernel.iostream import IOPub
+    from async_kernel.caller import Caller
 
-__all__ = ["install_comms"]
+__all__ = ["CommRunner", "dispatch_comm", "install_comms"]
+
+logger = logging.getLogger("async_kernel.comms")
 
 
 class KernelComm(BaseComm):
@@ -60,3 +73,95 @@ def install_comms(iopub: IOPub) -> CommManager:
     comm.create_comm = create_comm
     comm.get_comm_manager = get_comm_manager
     return manager
+
+
+class CommRunner:
+    """Runs the handlers of incoming comm messages in their own queue on the shell caller.
+
+    Made with the kernel (its counters are part of the caller state from the start);
+    [start][async_kernel._kernel.comms.CommRunner.start] gives it the parts `Kernel.run()` makes.
+    """
+
+    def __init__(self, interrupts: InterruptController) -> None:
+        self._interrupts = interrupts
+        self.stats = ShellQueueStats("comm_msg")
+        """The comm queue's row of the caller state (pending, running since)."""
+        # Set by start():
+        self._caller: Caller
+        self._manager: CommManager
+        self._iopub: IOPub
+
+    def start(self, *, caller: Caller, manager: CommManager, iopub: IOPub) -> None:
+        """Run handlers of `manager` on `caller` (the shell caller). Once, before serving."""
+        self._caller = caller
+        self._manager = manager
+        self._iopub = iopub
+
+    def enqueue(self, idents: Idents, msg: Message) -> None:
+        """The route of comm_open, comm_msg and comm_close: queue it on the shell caller.
+
+        ShellChannel thread only.
+        """
+        self.stats.pending += 1
+        self._caller.queue_call(self.comm_message, idents, msg)
+
+    async def comm_message(self, idents: Idents, msg: Message) -> None:
+        """Run a comm message's handler, containing whatever it raises. Shell thread only.
+
+        An error in a handler (any BaseException: a KeyboardInterrupt from an interrupt
+        included) is logged and published as an `error` addressed to the comm message; the
+        comm queue and the kernel go on.
+        """
+        self.stats.pending -= 1
+        current_parent.set(msg)
+        msg_type = str(msg["header"].get("msg_type"))
+        self._iopub.status("busy", msg)
+        self.stats.running_since = time.monotonic()
+        try:
+            with self._interrupts.comm_handler():
+                raised = dispatch_comm(self._manager, msg_type, idents, msg)
+            if raised is not None:
+                logger.error("A %s handler raised", msg_type, exc_info=raised)
+                self._iopub.publish("error", _error_output(raised), msg)
+        finally:
+            self.stats.running_since = None
+            self._iopub.status("idle", msg)
+
+    def info(self, msg: Message) -> dict[str, Any]:
+        """The comm_info_reply content: the open comms (of one target, if asked).
+
+        ShellChannel thread (it reads a copy of the manager's table of comms).
+        """
+        target = msg["content"].get("target_name")
+        comms = {
+            comm_id: {"target_name": opened.target_name}
+            for comm_id, opened in list(self._manager.comms.items())
+            if target is None or opened.target_name == target
+        }
+        return {"status": "ok", "comms": comms}
+
+
+def dispatch_comm(
+    manager: CommManager, msg_type: str, idents: Idents, msg: Message
+) -> BaseException | None:
+    """Call the comm manager's handler for `msg`; return what it raised, if anything.
+
+    Its frame is where an interrupt aimed at a running comm handler may raise
+    KeyboardInterrupt (the kernel gives its code to `InterruptController.install` as the comm
+    entry): only inside the call below, never in the kernel.
+    """
+    try:
+        getattr(manager, msg_type)(None, idents, msg)
+    except BaseException as e:  # user handler code: contain everything
+        return e
+    return None
+
+
+def _error_output(error: BaseException) -> dict[str, Any]:
+    """The `error` iopub content for an exception raised by user code outside a cell."""
+    lines = traceback.format_exception(type(error), error, error.__traceback__)
+    return {
+        "ename": type(error).__name__,
+        "evalue": str(error),
+        "traceback": [line.rstrip("\n") for line in lines],
+    }

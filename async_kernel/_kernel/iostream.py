@@ -8,11 +8,14 @@ flushed, so output keeps the order the cell produced it in.
 publishes them on a short interval, at `flush()`, and before any other iopub message. Text goes
 to the request found in the writer's context (`current_parent`), else to the latest execute
 request, so output from threads and callers reaches the cell that started the work.
+[install_streams][async_kernel._kernel.iostream.install_streams] makes them `sys.stdout` and
+`sys.stderr`.
 """
 
 from __future__ import annotations
 
 import io
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -21,7 +24,7 @@ from async_kernel._kernel.channels import SocketChannel
 from async_kernel._kernel.messaging import Message, Messenger, current_parent
 from async_kernel.caller import Caller
 
-__all__ = ["IOPub", "OutStream"]
+__all__ = ["IOPub", "OutStream", "install_streams"]
 
 
 class IOPub:
@@ -180,3 +183,16 @@ class OutStream(io.TextIOBase):
                     self._iopub.publish(
                         "stream", {"name": self.name, "text": text}, parent, flush_streams=False
                     )
+
+
+def install_streams(stdout: OutStream, stderr: OutStream) -> Callable[[], None]:
+    """Make `stdout` and `stderr` the interpreter's `sys.stdout` and `sys.stderr`; return what
+    undoes it. Call (and undo) in the shell thread, at start-up and shutdown."""
+    saved_stdout, saved_stderr = sys.stdout, sys.stderr
+    sys.stdout = stdout
+    sys.stderr = stderr
+
+    def restore() -> None:
+        sys.stdout, sys.stderr = saved_stdout, saved_stderr
+
+    return restore

@@ -21,12 +21,15 @@ from traitlets import observe
 
 from async_kernel.wire import PROTOCOL_VERSION
 
-__all__ = ["KernelSession", "Message", "Messenger", "current_parent"]
+__all__ = ["Idents", "KernelSession", "Message", "Messenger", "current_parent"]
 
 logger = logging.getLogger("async_kernel.messaging")
 
 Message = dict[str, Any]
 """A deserialized Jupyter message: header, parent_header, metadata, content, buffers."""
+
+Idents = list[bytes]
+"""The routing identities of a message received on a ROUTER socket: its reply goes back to them."""
 
 current_parent: contextvars.ContextVar[Message | None] = contextvars.ContextVar(
     "async_kernel_parent", default=None

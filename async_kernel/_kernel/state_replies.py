@@ -1,20 +1,27 @@
-"""The content of `caller_state_reply` and ipykernel-compatible `usage_reply`.
+"""The content of the replies that describe the kernel: `kernel_info_reply`, `caller_state_reply`
+and ipykernel-compatible `usage_reply`.
 
-Built in the control thread from counters that other threads update, without waiting for any of
-them, so a snapshot answers within milliseconds even while user code blocks the shell thread.
+`caller_state_reply` is built in the control thread from counters that other threads update,
+without waiting for any of them, so a snapshot answers within milliseconds even while user code
+blocks the shell thread. `kernel_info_reply` is the same for the kernel's life: the kernel builds
+it once, in the thread of the first request (ShellChannel or ControlThread).
 """
 
 from __future__ import annotations
 
 import os
+import platform
 import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from async_kernel import __version__
 from async_kernel.caller import Caller
 from async_kernel.wire import (
+    CALLER_STATE_FEATURE,
     CALLER_STATE_VERSION,
+    PROTOCOL_VERSION,
     Backend,
     CallerStateReply,
     ShellQueueRow,
@@ -22,7 +29,7 @@ from async_kernel.wire import (
     format_time,
 )
 
-__all__ = ["ShellQueueStats", "caller_state_content", "usage_content"]
+__all__ = ["ShellQueueStats", "caller_state_content", "kernel_info_content", "usage_content"]
 
 
 @dataclass
@@ -64,6 +71,34 @@ def caller_state_content(
         "execution_count": execution_count,
         "shell": {"queues": [q.row(now) for q in queues]},
         "callers": [c.snapshot() for c in callers],
+    }
+
+
+def kernel_info_content(*, banner: str, backend: Backend) -> dict[str, Any]:
+    """The `kernel_info_reply` content: the language, the protocol and what the kernel offers."""
+    return {
+        "status": "ok",
+        "protocol_version": PROTOCOL_VERSION,
+        "implementation": "async_kernel",
+        "implementation_version": __version__,
+        "language_info": {
+            "name": "python",
+            "version": platform.python_version(),
+            "mimetype": "text/x-python",
+            "codemirror_mode": {"name": "ipython", "version": 3},
+            "pygments_lexer": "ipython3",
+            "nbconvert_exporter": "python",
+            "file_extension": ".py",
+        },
+        "banner": banner,
+        "help_links": [
+            {"text": "Python Reference", "url": "https://docs.python.org/3/"},
+            {"text": "IPython Reference", "url": "https://ipython.readthedocs.io/"},
+            {"text": "async-kernel", "url": "https://pypi.org/project/async-kernel/"},
+        ],
+        "debugger": False,
+        "supported_features": [CALLER_STATE_FEATURE],
+        "async_kernel": {"backend": backend},
     }
 
 

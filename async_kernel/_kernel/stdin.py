@@ -14,22 +14,32 @@ stdin channel, and expects an `input_reply` whose parent is that input_request. 
 
 `input()` may be called from any thread except the one that owns the stdin socket (it would wait
 for a reply that thread must read). It blocks the calling thread, as it does in ipykernel.
+[StdinBridge.install][async_kernel._kernel.stdin.StdinBridge.install] puts the bridge in place of
+`builtins.input` and `getpass.getpass`. The stdin socket's owner (the ShellChannel thread) reads
+its messages with [StdinBridge.on_message][async_kernel._kernel.stdin.StdinBridge.on_message].
 """
 
 from __future__ import annotations
 
+import builtins
 import contextlib
+import getpass
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import zmq
 from IPython.core.error import StdinNotImplementedError
 
 from async_kernel._kernel.channels import SocketChannel
 from async_kernel._kernel.messaging import Message, Messenger, current_parent
 from async_kernel.pending import InvalidStateError, Pending
+
+if TYPE_CHECKING:
+    from async_kernel._kernel.iostream import OutStream
+    from async_kernel.caller import Caller
 
 __all__ = ["StdinBridge"]
 
@@ -47,15 +57,24 @@ class _Route:
 
 
 class StdinBridge:
-    """Sends input requests for user code and matches the replies to them. Thread-safe."""
+    """Sends input requests for user code and matches the replies to them. Thread-safe.
 
-    def __init__(self, channel: SocketChannel, messenger: Messenger) -> None:
-        self._channel = channel
+    The bridge makes the stdin socket's channel (`channel`), owned by `owner`. `messenger`
+    builds the input requests (in the threads that call `input()`); `receiver` parses what
+    arrives, in the owner's thread.
+    """
+
+    def __init__(
+        self, socket: zmq.Socket[Any], owner: Caller, messenger: Messenger, receiver: Messenger
+    ) -> None:
         self._messenger = messenger
+        self._receiver = receiver
+        self._channel = SocketChannel("stdin", socket, owner, self._on_frames)
         self._lock = threading.Lock()
         self._routes: dict[str, _Route] = {}  # running execute msg_id -> route, latest last
         self._waiters: dict[str, Pending[str]] = {}  # input_request msg_id -> its input()
         self._closed = False
+        self._flush_first: tuple[OutStream, ...] = ()  # set by install()
 
     # --- cells -------------------------------------------------------------------------------
 
@@ -91,6 +110,38 @@ class StdinBridge:
 
     # --- user code ---------------------------------------------------------------------------
 
+    def install(self, streams: Sequence[OutStream]) -> Callable[[], None]:
+        """Make `input()` and `getpass.getpass()` ask through this bridge; return the undo.
+
+        Both flush `streams` (the kernel's stdout and stderr) first, so the client has the
+        output before the prompt. Shell thread, at start-up (and the undo at shutdown).
+        """
+        self._flush_first = tuple(streams)
+        saved_input, saved_getpass = builtins.input, getpass.getpass
+        builtins.input = self.raw_input
+        getpass.getpass = self.getpass
+
+        def restore() -> None:
+            builtins.input = saved_input
+            getpass.getpass = saved_getpass
+
+        return restore
+
+    def raw_input(self, prompt: object = "") -> str:
+        """`input()` for user code: an input_request to the client of the running cell.
+
+        Any thread but the stdin socket's owner; raises as `request` does.
+        """
+        for stream in self._flush_first:
+            stream.flush()
+        return self.request(str(prompt), password=False)
+
+    def getpass(self, prompt: str = "Password: ", stream: Any = None) -> str:
+        """`getpass.getpass()` for user code (`stream` is ignored). As `raw_input`."""
+        for out in self._flush_first:
+            out.flush()
+        return self.request(str(prompt), password=True)
+
     def request(self, prompt: str, *, password: bool) -> str:
         """Ask the cell's client for a line of input and wait for it (blocks this thread).
 
@@ -125,6 +176,19 @@ class StdinBridge:
                 self._waiters.pop(msg_id, None)
 
     # --- the stdin channel (its owner's thread) ----------------------------------------------
+
+    @property
+    def channel(self) -> SocketChannel:
+        """The stdin socket and its owner."""
+        return self._channel
+
+    def _on_frames(self, frames: list[bytes]) -> None:
+        try:
+            _, msg = self._receiver.parse(frames)
+        except ValueError as e:
+            logger.warning("Dropped a stdin message: %s", e)
+            return
+        self.on_message(msg)
 
     def on_message(self, msg: Message) -> None:
         """Handle a message received on stdin: an input_reply completes the input() it answers."""

@@ -1,0 +1,253 @@
+"""Execute requests: one at a time, in the order they arrived, on the shell caller.
+
+The ShellChannel thread routes each `execute_request` to
+[Executor.enqueue][async_kernel._kernel.execute.Executor.enqueue], which numbers it and appends
+it to a `queue_call` queue on the shell caller. That queue runs
+[Executor.execute_request][async_kernel._kernel.execute.Executor.execute_request] for each request
+in turn, in the shell thread: busy, `execute_input`, the cell (IPython's `run_cell_async`, inside
+the interrupt controller's cancel scope and the cell's stdin route), the cell's buffered output,
+`execute_reply`, idle.
+
+Aborting: when a cell fails and its request has `stop_on_error` (the default), every request
+received until then is aborted; a shutdown request aborts every request received so far. An
+aborted request is answered `status: "aborted"` without running. The router numbers requests as
+they arrive and an abort records the number received so far, so which requests an abort reaches
+does not depend on how far the queue has got.
+
+Input history is written to its database once the execute queue has been idle for
+`history_write_delay` seconds, not after every cell.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+from async_kernel._kernel.messaging import Idents, Message, Messenger, current_parent
+from async_kernel._kernel.routing import error_content
+from async_kernel._kernel.state_replies import ShellQueueStats
+
+if TYPE_CHECKING:
+    from async_kernel._kernel.channels import SocketChannel
+    from async_kernel._kernel.interrupts import InterruptController
+    from async_kernel._kernel.iostream import IOPub, OutStream
+    from async_kernel._kernel.shell import KernelShell
+    from async_kernel._kernel.stdin import StdinBridge
+    from async_kernel.caller import Caller
+
+__all__ = ["Executor"]
+
+logger = logging.getLogger("async_kernel.execute")
+
+
+class Executor:
+    """Runs the execute requests, one at a time, and keeps their counters.
+
+    Made with the kernel (its counters are part of the caller state from the start);
+    [start][async_kernel._kernel.execute.Executor.start] gives it the parts `Kernel.run()` makes.
+    The counters (`stats`, `execution_count`, `last_parent`) are plain attributes written by one
+    thread and read by any, without a lock.
+    """
+
+    history_write_delay: float = 0.5
+    """Seconds of execute-queue idleness before input history is written to its database."""
+
+    def __init__(self, interrupts: InterruptController) -> None:
+        self._interrupts = interrupts
+        self.stats = ShellQueueStats("execute_request")
+        """The execute queue's row of the caller state (pending, running since)."""
+        self.execution_count = 0
+        """The count of the last non-silent cell, as in its execute_reply."""
+        self.last_parent: Message | None = None
+        """The execute request that started last: output whose context names no request goes to
+        it."""
+        self._received = 0  # execute requests received (ShellChannel thread)
+        self._abort_through = 0  # execute requests received up to this number are aborted
+        self._history_write_scheduled = False
+        # Set by start():
+        self._caller: Caller
+        self._shell: KernelShell
+        self._iopub: IOPub
+        self._channel: SocketChannel
+        self._messenger: Messenger
+        self._stdin: StdinBridge
+        self._stdout: OutStream
+        self._stderr: OutStream
+
+    def start(
+        self,
+        *,
+        caller: Caller,
+        shell: KernelShell,
+        iopub: IOPub,
+        channel: SocketChannel,
+        messenger: Messenger,
+        stdin: StdinBridge,
+        stdout: OutStream,
+        stderr: OutStream,
+    ) -> None:
+        """Run requests on `caller` (the shell caller) in `shell`, replying on `channel`.
+
+        Shell thread, once, before the shell socket is served.
+        """
+        self._caller = caller
+        self._shell = shell
+        self._iopub = iopub
+        self._channel = channel
+        self._messenger = messenger
+        self._stdin = stdin
+        self._stdout = stdout
+        self._stderr = stderr
+        self._defer_history_writes()
+
+    def enqueue(self, idents: Idents, msg: Message) -> None:
+        """The route of `execute_request`: number it and queue it on the shell caller.
+
+        ShellChannel thread only (the numbering takes no lock).
+        """
+        self._received += 1
+        self.stats.pending += 1
+        self._caller.queue_call(self.execute_request, idents, msg, self._received)
+
+    def abort_received(self) -> None:
+        """Abort every execute request received so far that has not started (shutdown).
+
+        Any thread.
+        """
+        self._abort_through = self._received
+
+    async def execute_request(self, idents: Idents, msg: Message, number: int) -> None:
+        """Answer execute request number `number`: busy, run it (or abort it), reply, idle.
+
+        Shell thread only: the execute queue calls it.
+        """
+        stats = self.stats
+        stats.pending -= 1
+        content = msg["content"]
+        current_parent.set(msg)
+        self.last_parent = msg
+        self._iopub.status("busy", msg, execute=True)
+        try:
+            if number <= self._abort_through:
+                reply = {"status": "aborted", "execution_count": self._shell.execution_count - 1}
+            else:
+                stats.running_since = time.monotonic()
+                try:
+                    reply = await self._run_cell(idents, msg, content)
+                except (Exception, KeyboardInterrupt) as e:  # a kernel bug: still a reply
+                    logger.exception("Error executing a cell")
+                    reply = error_content(type(e).__name__, str(e))
+                    reply["execution_count"] = self._shell.execution_count - 1
+                finally:
+                    stats.running_since = None
+                if reply["status"] == "error" and content.get("stop_on_error", True):
+                    self._abort_through = self._received
+                self._stdout.flush()
+                self._stderr.flush()
+            self._channel.send(self._messenger.reply_frames("execute_reply", reply, msg, idents))
+        finally:
+            self._iopub.status("idle", msg, execute=True)
+        if not stats.pending:
+            self._schedule_history_write()
+
+    async def _run_cell(
+        self, idents: Idents, msg: Message, content: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Run the request's code in the shell; the execute_reply content of how it went."""
+        shell = self._shell
+        code = str(content.get("code", ""))
+        silent = bool(content.get("silent", False))
+        # The spec forces store_history off for silent requests.
+        store_history = not silent and bool(content.get("store_history", True))
+        result = None
+        allow_stdin = bool(content.get("allow_stdin", False))
+        # Interruptible from before execute_input: a client may interrupt as soon as it sees it.
+        with (
+            self._interrupts.cell(msg["header"].get("msg_id")) as scope,
+            self._stdin.route(msg, idents, allow_stdin),
+        ):
+            if not silent:
+                self._iopub.publish(
+                    "execute_input", {"code": code, "execution_count": shell.execution_count}, msg
+                )
+            shell.last_error = None
+            cell_id = msg.get("metadata", {}).get("cellId")
+            preprocessing_error = None
+            try:
+                transformed = shell.transform_cell(code)
+            except Exception:
+                transformed, preprocessing_error = code, sys.exc_info()
+            if scope.cancel_called:  # shutting down: the cell does not start
+                result = None
+            else:
+                result = await shell.run_cell_async(
+                    code,
+                    store_history=store_history,
+                    silent=silent,
+                    cell_id=cell_id,
+                    transformed_cell=transformed,
+                    preprocessing_exc_tuple=preprocessing_error,
+                )
+        interrupted = scope.cancel_called
+        # The counter counts cells stored in history; IPython has moved it past the last one.
+        count = shell.execution_count - 1
+        if not silent:
+            self.execution_count = count
+        failed = result is None or not result.success or interrupted
+        if failed:
+            error = shell.last_error
+            raised = None if result is None else result.error_before_exec or result.error_in_exec
+            if error is None and not interrupted and raised is not None:
+                # Shown without a traceback (e.g. a UsageError): name it as raised.
+                error = {"ename": type(raised).__name__, "evalue": str(raised), "traceback": []}
+            elif error is None or (interrupted and error.get("ename") != "KeyboardInterrupt"):
+                error = {"ename": "KeyboardInterrupt", "evalue": "", "traceback": []}
+                if interrupted and shell.last_error is None:
+                    self._iopub.publish("error", error, msg)
+            reply: dict[str, Any] = {"status": "error", "execution_count": count, **error}
+            reply["user_expressions"] = {}
+        else:
+            reply = {
+                "status": "ok",
+                "execution_count": count,
+                "user_expressions": shell.user_expressions(content.get("user_expressions") or {}),
+            }
+        reply["payload"] = shell.payloads().read_payload()
+        shell.payloads().clear_payload()
+        if shell.exit_now:
+            shell.exit_now = False
+        return reply
+
+    # --- input history (shell thread) --------------------------------------------------------
+
+    def _defer_history_writes(self) -> None:
+        """Write input history to its database when the kernel goes idle, not after every cell.
+
+        IPython's saving thread holds the history cache lock while it writes to sqlite, so the
+        next cell's `store_inputs` waits for that write: measured, that was the largest cost of
+        an empty cell. Writing once the execute queue has been idle for a moment keeps history
+        durable within `history_write_delay` seconds of the last cell, and off the hot path.
+        """
+        manager = self._shell.history_manager
+        if manager is not None and manager.enabled:
+            manager.db_cache_size = 1_000_000
+        self._history_write_scheduled = False
+
+    def _schedule_history_write(self) -> None:
+        if not self._history_write_scheduled:
+            self._history_write_scheduled = True
+            self._caller.call_later(self.history_write_delay, self._write_history_if_idle)
+
+    def _write_history_if_idle(self) -> None:
+        self._history_write_scheduled = False
+        if self.stats.pending or self.stats.running_since is not None:
+            self._schedule_history_write()
+            return
+        manager = self._shell.history_manager
+        if manager is not None and manager.db_input_cache:
+            if manager.save_flag is not None:
+                manager.save_flag.set()
+            else:
+                manager.writeout_cache()
