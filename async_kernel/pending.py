@@ -19,6 +19,7 @@ from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 from async_kernel._caller.engine import wait_for_wakeup
+from async_kernel._interruptible import interruptible
 
 if TYPE_CHECKING:
     from async_kernel.caller import Caller
@@ -120,13 +121,19 @@ class _Completion:
 
         self.add_done_callback(wake)
         try:
-            if event.wait(timeout):
+            if _block(event, timeout):
                 return
         finally:
             if not event.is_set():  # timed out (or interrupted): withdraw the callback
                 self.remove_done_callback(wake)
         if not self._done:  # it may have completed between the timeout and the withdrawal
             raise TimeoutError(f"{self!r} was not done within {timeout} s")
+
+
+@interruptible
+def _block(event: threading.Event, timeout: float | None) -> bool:
+    """Block in `event.wait(timeout)`: where an interrupt may stop a cell in `wait_sync`."""
+    return event.wait(timeout)
 
 
 class ThreadsafeEvent(_Completion):

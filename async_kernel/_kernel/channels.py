@@ -1,16 +1,21 @@
 """zmq sockets owned by one Caller thread each, read inside that thread's event loop.
 
 zmq sockets are not thread-safe, so every socket belongs to exactly one thread: the thread of the
-Caller that serves it. Other threads hand frames over with `send()`, which forwards them to the
-owner with `Caller.call_direct`. Reading uses the socket's edge-triggered notification fd with
-`anyio.wait_readable`, so it works on asyncio and trio alike; after every send the owner drains
-incoming messages too, because a send may consume the edge that announced them.
+Caller that serves it. Every thread hands frames (or a function to run with the socket) to the
+channel's *outbox*, one FIFO for all threads, which the owner works off in order: at once when
+the owner itself sends, else from a `Caller.call_direct` that the sending thread schedules. So a
+message goes on the wire after everything any thread handed over before it (a stream the owner
+flushes cannot overtake a status another thread published first). Reading uses the socket's
+edge-triggered notification fd with `anyio.wait_readable`, so it works on asyncio and trio alike;
+after every send the owner drains incoming messages too, because a send may consume the edge
+that announced them.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -42,6 +47,9 @@ class SocketChannel:
         self._on_message = on_message
         self._draining = False
         self._owner_thread = owner.thread.ident if owner.thread is not None else None
+        # What threads handed over, in the order they did (deque appends are atomic).
+        self._outbox: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
+        self._working_off = False  # the owner is inside _work_off (owner thread only)
 
     async def serve(self) -> None:
         """Read and dispatch messages until cancelled. Runs in the owner's loop."""
@@ -65,18 +73,40 @@ class SocketChannel:
             self._draining = False
 
     def send(self, frames: list[Any]) -> None:
-        """Send `frames` from any thread; they leave in the order `send` was called per thread."""
-        if threading.get_ident() == self._owner_thread:
-            self._send_now(frames)
-        else:
-            self.owner.call_direct(self._send_now, frames)
+        """Send `frames` from any thread, after everything handed to this channel before."""
+        self.run_in_owner(self._send_now, frames)
 
     def run_in_owner(self, func: Callable[..., Any], *args: Any) -> None:
-        """Call `func(*args)` in the owner's thread, in order with this thread's `send`s."""
+        """Call `func(*args)` in the owner's thread, after everything handed over before it
+        (by any thread): `func` may use the socket, e.g. with `send_now`. Any thread."""
+        self._outbox.append((func, args))
         if threading.get_ident() == self._owner_thread:
-            func(*args)
+            self._work_off()
         else:
-            self.owner.call_direct(func, *args)
+            self.owner.call_direct(self._work_off)
+
+    def _work_off(self) -> None:
+        """Run the outbox in order. Owner thread; a call from inside one of its items returns
+        at once (the outer call runs what was added, in order)."""
+        if self._working_off:
+            return
+        self._working_off = True
+        outbox = self._outbox
+        try:
+            while outbox:
+                func, args = outbox.popleft()
+                try:
+                    func(*args)
+                except Exception:
+                    logger.exception("Error sending on the %s channel", self.name)
+        finally:
+            self._working_off = False
+
+    def send_now(self, frames: list[Any]) -> None:
+        """Send `frames` at once, ahead of the outbox. Owner thread only: for an outbox item
+        that sends more than one message, so nothing queued comes between them."""
+        self._check_owner()
+        self._send_now(frames)
 
     @property
     def owner_thread_id(self) -> int | None:

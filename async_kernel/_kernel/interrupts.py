@@ -9,8 +9,12 @@ An `interrupt_request` arrives on the control thread. It does two things:
    interrupted frame is above it, i.e. the cell's code (or what it calls) is executing right
    now. Anything else the shell thread may be running at that instant (the event loop's
    machinery, another task, a comm handler, a `queue_call` item, IPython's own bookkeeping) is
-   never hit. A signal that lands while the cell is not executing (it awaits, or IPython is still
-   compiling it) is repeated every `RESIGNAL_INTERVAL` seconds until the cell's code has received
+   never hit. Nor is async-kernel's own code that the cell calls (`print` writing to the
+   kernel's stream, a `call_soon`, publishing a display): the innermost frame that is either the
+   user's or async-kernel's must be the user's, or a blocking wait marked
+   `async_kernel._interruptible.interruptible` (see there why). A signal that lands while the
+   cell is not executing user code (it awaits, IPython is still compiling it, or it is inside
+   async-kernel) is repeated every `RESIGNAL_INTERVAL` seconds until the cell's code has received
    it or the cell has ended.
 
 When no cell runs but a comm handler does (a widget callback that spins), the interrupt targets
@@ -24,6 +28,7 @@ terminal that launched the kernel) therefore only ever interrupt user code, neve
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -32,9 +37,11 @@ from types import CodeType, FrameType
 import anyio
 from IPython.core.interactiveshell import InteractiveShell
 
+import async_kernel
+from async_kernel._interruptible import INTERRUPTIBLE
 from async_kernel.caller import Caller
 
-__all__ = ["InterruptController", "interrupts_execution_of"]
+__all__ = ["InterruptController", "in_kernel_code", "interrupts_execution_of"]
 
 RESIGNAL_INTERVAL = 0.1
 """Seconds between repeated SIGINTs while an interrupt waits for its target to be executing."""
@@ -57,6 +64,39 @@ def interrupts_execution_of(frame: FrameType | None, entry: CodeType) -> bool:
         above = True
         frame = frame.f_back
     return False
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(async_kernel.__file__)) + os.sep
+
+
+def in_kernel_code(frame: FrameType | None, entry: CodeType) -> bool:
+    """True if `frame` is executing async-kernel's own code (between it and `entry`).
+
+    Walking from `frame` towards `entry`, the first frame that is async-kernel's or the user's
+    decides: async-kernel's (a module of this package) means yes, unless its function is marked
+    interruptible; the user's means no. Frames of other libraries (the standard library, trio,
+    zmq) are passed over: they belong to whoever called them.
+    """
+    while frame is not None and frame.f_code is not entry:
+        code = frame.f_code
+        if code in INTERRUPTIBLE:
+            return False
+        if code.co_filename.startswith(_PACKAGE_DIR):
+            return True
+        if not _is_library(code.co_filename):
+            return False
+        frame = frame.f_back
+    return False
+
+
+_LIBRARY_DIRS = tuple(
+    {os.path.dirname(os.__file__) + os.sep, os.path.dirname(anyio.__path__[0]) + os.sep}
+)
+"""The standard library's directory and site-packages (where anyio, trio and zmq live)."""
+
+
+def _is_library(filename: str) -> bool:
+    return filename.startswith(_LIBRARY_DIRS) or filename.startswith("<frozen ")
 
 
 class InterruptController:
@@ -190,6 +230,11 @@ class InterruptController:
             self._target = None
             return
         target = self._target
-        if target is not None and interrupts_execution_of(frame, target):
+        if (
+            target is not None
+            and interrupts_execution_of(frame, target)
+            and not in_kernel_code(frame, target)
+        ):
             self._target = None
             raise KeyboardInterrupt
+        # Not the target's own code right now: the resignal thread tries again shortly.

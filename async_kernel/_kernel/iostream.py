@@ -87,8 +87,9 @@ class IOPub:
     def _send_status(
         self, frames: list[Any], state: str, parent: Message | None, execute: bool
     ) -> None:
-        """Send one status and apply the status-truth rule. Iopub thread only."""
-        self._channel.send(frames)
+        """Send one status and apply the status-truth rule. Iopub thread only, as an item of
+        the channel's outbox: the re-published busy follows the idle with nothing between."""
+        self._channel.send_now(frames)
         running = self._running_executes
         if execute:
             msg_id = (parent or {}).get("header", {}).get("msg_id", "")
@@ -99,7 +100,7 @@ class IOPub:
         elif state == "idle" and running:
             current = next(reversed(running.values()))
             busy = self._messenger.build("status", {"execution_state": "busy"}, current)
-            self._channel.send(self._messenger.frames(busy, [b"status"]))
+            self._channel.send_now(self._messenger.frames(busy, [b"status"]))
 
 
 class OutStream(io.TextIOBase):

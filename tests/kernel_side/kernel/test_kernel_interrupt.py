@@ -52,6 +52,44 @@ def test_interrupt_request_stops_the_running_cell(fresh_kernel: KernelSession, h
     _assert_serving(fresh_kernel)
 
 
+KERNEL_CODE_LOOPS = {
+    # Nearly all of the time in async-kernel's stream and iopub code (print writes to it).
+    "printing": "while True:\n    print('x', end='')",
+    # Scheduling on another caller, and blocking in Pending.wait_sync (an interruptible wait).
+    "scheduling": (
+        "from async_kernel import Caller\n"
+        "spin = Caller.get(name='spin')\n"
+        "while True:\n"
+        "    spin.call_soon(int).wait_sync()\n"
+        "    spin.call_direct(int)"
+    ),
+}
+
+
+@pytest.mark.parametrize("how", sorted(KERNEL_CODE_LOOPS))
+def test_an_interrupt_never_lands_inside_the_kernels_own_code(
+    fresh_kernel: KernelSession, how: str
+) -> None:
+    """A cell that spends its time in async-kernel's code (printing, scheduling) is interrupted
+    in its own code every time, and the kernel's output and callers go on working after it: a
+    KeyboardInterrupt inside the kernel's code would leave a wake-up flag set without its
+    wake-up (and all later output stuck) or a lock held."""
+    for _ in range(8):
+        cell = _start(fresh_kernel, KERNEL_CODE_LOOPS[how])
+        started = time.monotonic()
+        fresh_kernel.send("interrupt_request", channel="control")
+        execution = fresh_kernel.collect(cell, timeout=10)
+        assert execution.status == "error", execution.content
+        assert execution.content["ename"] == "KeyboardInterrupt"
+        assert time.monotonic() - started < 5
+    after = fresh_kernel.execute(
+        "from async_kernel import Caller\n"
+        "print('still', Caller.get(name='spin').call_soon(lambda: 'serving').wait_sync(10))"
+    )
+    assert after.status == "ok", after.content
+    assert after.stream("stdout") == "still serving\n"
+
+
 def test_kernel_manager_interrupts_by_message(fresh_kernel: KernelSession) -> None:
     """The kernelspec asks for message-mode interrupts, so `KernelManager.interrupt_kernel`
     sends an interrupt_request on control instead of signalling the process."""

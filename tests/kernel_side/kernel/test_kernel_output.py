@@ -143,3 +143,15 @@ def test_output_of_each_pipelined_cell_goes_to_its_own_request(kernel: KernelSes
     ids = [kernel.execute_async(f"print('cell {i}')") for i in range(5)]
     for i, msg_id in enumerate(ids):
         assert kernel.collect(msg_id).stream("stdout") == f"cell {i}\n"
+
+
+def test_a_cells_busy_comes_before_its_output_when_cells_follow_each_other(
+    kernel: KernelSession,
+) -> None:
+    """Output the iopub thread flushes on its own timer never overtakes the busy of the next
+    cell, which the shell thread published a moment earlier: every cell's messages run from
+    its busy to its idle (`collect` checks that)."""
+    code = "for _ in range(10_000):\n    print('x', end='')\nprint()"
+    ids = [kernel.execute_async(code) for _ in range(100)]
+    for msg_id in ids:
+        assert kernel.collect(msg_id).stream("stdout") == "x" * 10_000 + "\n"
