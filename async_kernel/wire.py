@@ -200,6 +200,11 @@ class CallerStateReply(TypedDict):
     """The count of the last non-silent cell, as in its ``execute_reply``."""
     shell: ShellState
     callers: list[CallerRow]
+    working: NotRequired[bool]
+    """User work is in flight: a cell or comm handler runs, or user calls or queue items are
+    scheduled or running on any caller (see the kernel docs for the exact rule). The server's
+    activity monitor keeps a working kernel from being culled. Kernels before this field
+    existed leave it out."""
 
 
 def pending_total(reply: CallerStateReply) -> int:

@@ -58,9 +58,15 @@ def http_error(exc: AsyncKernelError) -> web.HTTPError:
 
 
 class AsyncKernelAPIHandler(APIHandler):
-    """Base of the extension's handlers: the ``kernels`` auth resource and the seam."""
+    """Base of the extension's handlers: the ``kernels`` auth resource and the seam.
+
+    Reading state is never user activity: the handlers opt out of jupyter_server's activity
+    tracking (`_track_activity`), so a dashboard polling them does not move the server's
+    ``last_activity`` (``/api/status``) and keeps no idle server from being culled.
+    """
 
     auth_resource = AUTH_RESOURCE
+    _track_activity = False
 
     def initialize(self, snapshots: KernelSnapshots) -> None:
         """Tornado hook: receive the shared ``KernelSnapshots`` from the extension app."""

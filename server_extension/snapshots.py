@@ -16,6 +16,7 @@ requests (the list and a detail view at once) share it safely.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import time
 from dataclasses import dataclass
@@ -103,6 +104,32 @@ class KernelSnapshots:
             "fetched_at": _utc_now(),
         }
 
+    async def caller_state(self, kernel_id: str) -> tuple[CallerStateReply, dict[str, Any]]:
+        """The kernel's ``caller_state_reply`` content and its identity (``kernel_name``,
+        ``execution_state``, ``last_activity``), for the activity monitor.
+
+        Raises: as [snapshot][async_kernel_server.snapshots.KernelSnapshots.snapshot].
+        """
+        kernel = self._kernel(kernel_id)
+        state = await self._caller_state(kernel_id, kernel)
+        return state, _identity(kernel.manager)
+
+    def known_async(self, kernel_id: str) -> bool:
+        """Whether the kernel is known to be an async kernel, found out without asking it:
+        its provisioner or kernelspec says so, or an earlier request found out. False for a
+        kernel that is not running."""
+        try:
+            kernel = self._kernel(kernel_id)
+        except UnknownKernel:
+            return False
+        if kernel.is_async is None and _launched_as_async_kernel(kernel.manager):
+            kernel.is_async = True
+        return bool(kernel.is_async)
+
+    def manager_of(self, kernel_id: str) -> Any:
+        """The kernel's manager (the server's per-kernel KernelManager)."""
+        return self._kernel(kernel_id).manager
+
     async def rows(self) -> list[dict[str, Any]]:
         """One summary row per running kernel, asking all kernels concurrently.
 
@@ -126,6 +153,7 @@ class KernelSnapshots:
             return None
         row: dict[str, Any] = {"kernel_id": kernel_id, **_identity(kernel.manager)}
         row["async_kernel"] = False
+        row["working"] = False
         try:
             state = await self._caller_state(kernel_id, kernel)
         except NotAnAsyncKernel:
@@ -138,6 +166,7 @@ class KernelSnapshots:
             return row
         row.update(_identity(kernel.manager))  # fresher execution_state
         row["async_kernel"] = True
+        row["working"] = bool(state.get("working", False))
         row["backend"] = state.get("backend")
         row["pid"] = state.get("pid")
         row["callers"] = len(state.get("callers") or [])
@@ -163,7 +192,7 @@ class KernelSnapshots:
         not answer kernel_info at all costs the timeout, and then nothing is cached.
         """
         if kernel.is_async is None:
-            if _launched_by_provisioner(kernel.manager):
+            if _launched_as_async_kernel(kernel.manager):
                 kernel.is_async = True
             else:
                 info = await kernel.asker.kernel_info(timeout=timeout)
@@ -221,15 +250,21 @@ def _asker_for(manager: Any) -> ControlAsker:
     )
 
 
-def _launched_by_provisioner(manager: Any) -> bool:
+def _launched_as_async_kernel(manager: Any) -> bool:
+    """Whether the kernel was launched as an async kernel: by this project's provisioner, or
+    from a kernelspec that names it or runs ``python -m async_kernel``. No kernel traffic."""
     if isinstance(getattr(manager, "provisioner", None), AsyncKernelProvisioner):
         return True
     try:
-        metadata = manager.kernel_spec.metadata
+        spec = manager.kernel_spec
+        metadata = spec.metadata
+        argv = list(spec.argv or [])
     except Exception:  # spec removed since launch, or a manager without local specs
         return False
     provisioner = (metadata or {}).get("kernel_provisioner") or {}
-    return provisioner.get("provisioner_name") == PROVISIONER_NAME
+    if provisioner.get("provisioner_name") == PROVISIONER_NAME:
+        return True
+    return any(argv[i] == "-m" and argv[i + 1] == "async_kernel" for i in range(len(argv) - 1))
 
 
 def _connection_key(manager: Any) -> tuple[tuple[str, str], ...]:
@@ -241,9 +276,15 @@ def _connection_key(manager: Any) -> tuple[tuple[str, str], ...]:
 
 
 def _identity(manager: Any) -> dict[str, Any]:
+    last_activity = getattr(manager, "last_activity", None)
     return {
         "kernel_name": getattr(manager, "kernel_name", None),
         "execution_state": getattr(manager, "execution_state", None),
+        "last_activity": (
+            format_time(last_activity.timestamp())
+            if isinstance(last_activity, datetime.datetime)
+            else None
+        ),
     }
 
 

@@ -11,7 +11,8 @@ default ``jp_base_url``), its own Jupyter data dir holding these kernelspecs, an
 native ``python3``:
 
 - ``async`` / ``async-trio``: as ``async-kernel install`` writes them (provisioner, backend);
-- ``async-plain``: an async kernel *without* the provisioner, found out by ``kernel_info``;
+- ``async-plain``: an async kernel *without* the provisioner, launched so that its argv does not
+  say ``-m async_kernel``: found out by ``kernel_info``;
 - ``async-bad``: the provisioner configured with a backend that does not exist.
 """
 
@@ -51,6 +52,9 @@ def async_kernelspecs(jp_kernel_dir: Path) -> Path:
     _write_spec(kernel_dir, "async-trio", make_kernel_spec("trio"))
     plain = make_kernel_spec("asyncio", display_name="async, no provisioner")
     del plain["metadata"]["kernel_provisioner"]
+    # A launcher whose argv does not say `-m async_kernel`: only kernel_info can tell.
+    assert plain["argv"][1:3] == ["-m", "async_kernel"], plain["argv"]
+    plain["argv"][1:3] = ["-c", "from async_kernel.cli import main; raise SystemExit(main())"]
     _write_spec(kernel_dir, "async-plain", plain)
     bad = make_kernel_spec("asyncio", display_name="async, bad backend")
     bad["metadata"]["kernel_provisioner"]["config"]["backend"] = "curio"

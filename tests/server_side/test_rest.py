@@ -176,7 +176,9 @@ async def test_ipykernel_gives_409_at_once_and_is_listed_as_not_async(
         "kernel_id": kernel_id,
         "kernel_name": "python3",
         "execution_state": row["execution_state"],
+        "last_activity": row["last_activity"],
         "async_kernel": False,
+        "working": False,
     }
 
 
