@@ -311,8 +311,9 @@ class Caller:
 
         Sync functions may block there; async functions run in the worker's loop. Workers are
         children of this caller, are reused from a pool of at most `max_idle_workers` idle ones,
-        and have pools of their own. What the function raises (any BaseException) completes
-        the Pending; the worker and this caller go on.
+        and have pools of their own. Each is a caller with a unique name
+        (``<caller>/worker-<n>``), listed by `all_callers` while it lives. What the function
+        raises (any BaseException) completes the Pending; the worker and this caller go on.
 
         Thread-safe. Cancellation as for `call_soon` (a running sync function cannot be
         interrupted); stopping this caller stops its workers and cancels what runs there.
@@ -354,6 +355,20 @@ class Caller:
             CallerStoppedError: the caller is stopping or stopped.
         """
         self._queues.call(func, args, kwargs)
+
+    def _queue_bookkeeping(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> None:
+        """[queue_call][async_kernel.Caller.queue_call] for a host's own queues (the kernel's
+        execute and comm queues): the same queue, run the same way, but not user work.
+
+        Its running call is counted apart (in the snapshot's `active` all the same) and its
+        waiting calls are not, so that `_has_user_work` sees only the user's calls; the host
+        accounts for these requests itself. Thread-safe. A call joining an open queue of the
+        same function leaves that queue as it was made.
+
+        Raises:
+            CallerStoppedError: the caller is stopping or stopped.
+        """
+        self._queues.call(func, args, kwargs, True)
 
     def queue_close(self, func: Callable[..., Any]) -> None:
         """End the queue of `hash(func)`: drop the calls that wait and cancel the running one.
@@ -436,7 +451,13 @@ class Caller:
 
     @classmethod
     def all_callers(cls, running_only: bool = True) -> list[Caller]:
-        """Every caller in this process: the running ones, or also those starting/stopping."""
+        """Every caller in this process: the running ones, or also those starting/stopping.
+
+        `to_thread` workers are listed too (their `worker` flag is set), idle or busy: with
+        `running_only=False`, a caller named in another's `children` is listed, except for an
+        instant once it has stopped (it leaves this list just before its parent's children).
+        Thread-safe.
+        """
         return registry.all_callers(running_only)
 
     @property
@@ -480,6 +501,26 @@ class Caller:
         """True for a `to_thread` worker."""
         return self._worker
 
+    def _has_user_work(self) -> bool:
+        """Whether user work is in flight here: calls scheduled (waiting in the inbox or in a
+        `call_later` delay) or active, or calls waiting in a queue, except the calls of
+        bookkeeping queues (`_queue_bookkeeping`).
+
+        For the kernel's `working` rule. Cheap, lock-free and thread-safe like `snapshot`: it
+        reads the counters without waiting for the loop. User calls are counted in `active`
+        alone, so a running bookkeeping call is never mistaken for user work. A call moving
+        from a queue or the inbox to running is briefly in neither count: an under-count for
+        an instant, never an over-count. The reads follow the calls' way (waiting first,
+        running last) to keep that window small.
+        """
+        scheduler = self._scheduler
+        return bool(
+            self._queues.has_user_items()
+            or scheduler.inbox
+            or scheduler.delayed
+            or scheduler.active
+        )
+
     def snapshot(self) -> CallerRow:
         """This caller's row of the `caller_state_reply` wire contract.
 
@@ -502,7 +543,7 @@ class Caller:
             "worker": self._worker,
             "idle_workers": len(self._workers.idle),
             "scheduled": len(scheduler.inbox) + scheduler.delayed,
-            "active": scheduler.active,
+            "active": scheduler.active + scheduler.bookkeeping,
             "queues": self._queues.snapshot(),
         }
 

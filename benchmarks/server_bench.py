@@ -14,11 +14,16 @@ connection, one request at a time:
    ``kernel_info_request`` to ipykernel, idle and blocked;
 2. the list endpoint ``GET api/async-kernel/kernels`` with 20 running kernels (19 async-kernel,
    1 ipykernel), beside jupyter_server's ``GET api/kernels`` for the same 20;
-3. resident memory (RSS) of the kernel and of the server before and after 10,000 snapshots.
+3. resident memory (RSS) of the kernel and of the server before and after 10,000 snapshots;
+4. the activity monitor (``async_kernel_server.activity.ActivityMonitor``) in this process, on
+   jupyter_server's own ``AsyncMappingKernelManager`` with real kernels: the event-loop time one
+   pass costs per kernel (CPU time of the loop's thread, so the waiting for replies does not
+   count), its wall time, and this process's RSS over 10,000 passes (one kernel).
 
     .venv/bin/python benchmarks/server_bench.py            # full run (a few minutes)
     .venv/bin/python benchmarks/server_bench.py --quick    # smoke run (fewer requests, 5 kernels)
     .venv/bin/python benchmarks/server_bench.py --json results.json
+    .venv/bin/python benchmarks/server_bench.py --only-monitor   # section 4 alone
 
 Absolute figures depend on the machine and its load; compare rows of one run with each other.
 """
@@ -254,8 +259,17 @@ def main() -> None:
     parser.add_argument("--requests", type=int, help="requests per latency row (default 1000)")
     parser.add_argument("--kernels", type=int, help="kernels for the list row (default 20)")
     parser.add_argument("--snapshots", type=int, help="snapshots for the RSS row (default 10000)")
+    parser.add_argument("--passes", type=int, help="monitor passes for the RSS row (10000)")
+    parser.add_argument("--only-monitor", action="store_true", help="run section 4 alone")
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     args = parser.parse_args()
+    n_passes = args.passes or (500 if args.quick else 10_000)
+    if args.only_monitor:
+        monitor = asyncio.run(monitor_cost(5 if args.quick else 10, n_passes))
+        print_monitor(monitor)
+        if args.json:
+            Path(args.json).write_text(json.dumps({"monitor": monitor}, indent=2))
+        return
     n = args.requests or (100 if args.quick else 1000)
     n_kernels = args.kernels or (5 if args.quick else 20)
     n_snapshots = args.snapshots or (500 if args.quick else 10_000)
@@ -365,8 +379,98 @@ def main() -> None:
     for who in ("kernel", "server"):
         b, a = rss["before"][who], rss["after"][who]
         print(f"  {who:<8}{b:>9.1f} MiB -> {a:>7.1f} MiB  ({a - b:+.1f} MiB)")
+    print("4. activity monitor ...", file=sys.stderr)
+    results["monitor"] = asyncio.run(monitor_cost(5 if args.quick else 10, n_passes))
+    print_monitor(results["monitor"])
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+async def monitor_cost(n_kernels: int, n_passes: int) -> dict[str, Any]:
+    """Section 4: what a monitor pass costs the server's event loop, per kernel.
+
+    Runs the extension's `ActivityMonitor` over jupyter_server's `AsyncMappingKernelManager` in
+    this process (its event loop stands for the server's), with `n_kernels` idle async kernels,
+    then with one kernel for `n_passes` passes to watch RSS.
+    """
+    from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelManager
+
+    from async_kernel_server.activity import ActivityMonitor
+    from async_kernel_server.snapshots import KernelSnapshots
+
+    with tempfile.TemporaryDirectory(prefix="monitor-bench-") as tmp:
+        root = Path(tmp)
+        spec_dir = root / "data" / "kernels" / "async"
+        spec_dir.mkdir(parents=True)
+        (spec_dir / "kernel.json").write_text(json.dumps(make_kernel_spec("asyncio")))
+        saved = {k: os.environ.get(k) for k in ("JUPYTER_DATA_DIR", "JUPYTER_PATH")}
+        os.environ["JUPYTER_DATA_DIR"] = str(root / "data")
+        os.environ["JUPYTER_PATH"] = str(root / "data")
+        manager = AsyncMappingKernelManager(root_dir=str(root))
+        try:
+            ids = [await manager.start_kernel(kernel_name="async") for _ in range(n_kernels)]
+            snapshots = KernelSnapshots(manager, timeout=10.0)
+            monitor = ActivityMonitor(snapshots, interval=0, busy_is_activity=True)
+            for _ in range(5):  # connect, and let every kernel settle
+                found = await monitor.run_pass()
+                if len(found) == n_kernels and not [f for f in found if f.error]:
+                    break
+                await asyncio.sleep(1)
+            cpu: list[float] = []
+            wall: list[float] = []
+            for _ in range(200):
+                c0, w0 = time.thread_time(), time.perf_counter()
+                found = await monitor.run_pass()
+                cpu.append(time.thread_time() - c0)
+                wall.append(time.perf_counter() - w0)
+                if len(found) != n_kernels or [f for f in found if f.error]:
+                    raise RuntimeError(f"monitor pass failed: {found}")
+            for kernel_id in ids[1:]:
+                await manager.shutdown_kernel(kernel_id, now=True)
+            process = psutil.Process()
+            await monitor.run_pass()
+            rss_before = process.memory_info().rss / 2**20
+            started = time.perf_counter()
+            for _ in range(n_passes):
+                await monitor.run_pass()
+            seconds = time.perf_counter() - started
+            rss_after = process.memory_info().rss / 2**20
+            snapshots.close()
+        finally:
+            await manager.shutdown_all(now=True)
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+    return {
+        "kernels": n_kernels,
+        "loop_ms_per_kernel_p50": statistics.median(cpu) / n_kernels * 1e3,
+        "loop_ms_per_kernel_p99": percentile(cpu, 99) / n_kernels * 1e3,
+        "pass_wall_ms_p50": statistics.median(wall) * 1e3,
+        "pass_wall_ms_p99": percentile(wall, 99) * 1e3,
+        "rss_passes": n_passes,
+        "rss_seconds": seconds,
+        "rss_mb_before": rss_before,
+        "rss_mb_after": rss_after,
+    }
+
+
+def print_monitor(m: dict[str, Any]) -> None:
+    """Print section 4."""
+    print(f"\nactivity monitor, {m['kernels']} idle async kernels, 200 passes:")
+    print(
+        f"  event-loop time per kernel per pass: p50 {m['loop_ms_per_kernel_p50']:.3f} ms, "
+        f"p99 {m['loop_ms_per_kernel_p99']:.3f} ms   (target < 5 ms)"
+    )
+    print(
+        f"  wall time per pass: p50 {m['pass_wall_ms_p50']:.2f} ms, p99 {m['pass_wall_ms_p99']:.2f} ms"
+    )
+    print(
+        f"  RSS over {m['rss_passes']:,} passes of one kernel ({m['rss_seconds']:.1f} s): "
+        f"{m['rss_mb_before']:.1f} MiB -> {m['rss_mb_after']:.1f} MiB "
+        f"({m['rss_mb_after'] - m['rss_mb_before']:+.1f} MiB)"
+    )
 
 
 @contextmanager

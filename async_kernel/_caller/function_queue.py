@@ -25,6 +25,11 @@ When a queue ends:
 A call queued after its queue has retired or been closed starts a new queue (with the context
 of that call).
 
+A *bookkeeping* queue (made by `Caller._queue_bookkeeping`: the kernel's execute and comm
+queues) behaves the same, but its running call counts in the scheduler's `bookkeeping` counter
+rather than in `active`, and its waiting calls are not user work (`QueueTable.has_user_items`):
+the kernel accounts for those requests itself.
+
 Thread model and locking: `QueueTable.call`, `close` and `snapshot` may be called from any
 thread; `FunctionQueue.run`, `wake` and `cancel` run in the caller's loop thread. The table's
 `lock` guards the table and, in every queue, `items`, `closed`, the tracked reference and the
@@ -109,8 +114,18 @@ class QueueTable:
         self.lock = threading.RLock()
         """Guards `queues` and the items of every queue (see the module doc)."""
 
-    def call(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        """Queue `func(*args, **kwargs)` (see `Caller.queue_call`). Any thread."""
+    def call(
+        self,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        bookkeeping: bool = False,
+    ) -> None:
+        """Queue `func(*args, **kwargs)` (see `Caller.queue_call`). Any thread.
+
+        `bookkeeping` makes a new queue a bookkeeping one (see the module doc); a call joining
+        an open queue leaves that queue as it was made.
+        """
         key = hash(func)  # user code (a __hash__): before taking the lock
         item: QueueItem = (func, args, kwargs)
         with self.lock:
@@ -122,18 +137,18 @@ class QueueTable:
                 if queue._held() is not func:  # cheap test first: the same function again
                     queue.track(func)
         if queue is None:
-            self._new_queue(key, item)
+            self._new_queue(key, item, bookkeeping)
         else:
             self.scheduler.call_direct(queue.wake)
 
-    def _new_queue(self, key: int, item: QueueItem) -> None:
+    def _new_queue(self, key: int, item: QueueItem, bookkeeping: bool) -> None:
         """`call`'s slow path: start a queue for `key` with `item` (unless one appeared)."""
         scheduler = self.scheduler
         state = scheduler.state
         if state is State.STOPPING or state is State.STOPPED:
             raise stopped_error(scheduler.name)
         func = item[0]
-        fresh = FunctionQueue(self, key, func)  # reads the function's name: outside the lock
+        fresh = FunctionQueue(self, key, func, bookkeeping)  # reads its name: outside the lock
         with self.lock:
             queue = self.queues.get(key)
             if queue is not None and not queue.closed:  # another thread made it meanwhile
@@ -187,6 +202,13 @@ class QueueTable:
         """A row per open queue, read without the lock. Any thread."""
         return [q.snapshot() for q in list(self.queues.values())]
 
+    def has_user_items(self) -> bool:
+        """Whether a queue other than a bookkeeping one has calls waiting. Any thread, no lock.
+
+        A running call is not looked at here: it counts in the scheduler's `active`.
+        """
+        return any(q.items and not q.bookkeeping for q in list(self.queues.values()))
+
 
 class FunctionQueue:
     """Calls with one key, run one at a time in order. Owned by a QueueTable (see the module doc)."""
@@ -198,6 +220,7 @@ class FunctionQueue:
         "_scope",
         "_successor",
         "_waker",
+        "bookkeeping",
         "closed",
         "items",
         "key",
@@ -206,9 +229,13 @@ class FunctionQueue:
         "table",
     )
 
-    def __init__(self, table: QueueTable, key: int, func: Callable[..., Any]) -> None:
+    def __init__(
+        self, table: QueueTable, key: int, func: Callable[..., Any], bookkeeping: bool = False
+    ) -> None:
         self.table = table
         self.key = key
+        self.bookkeeping = bookkeeping
+        """A bookkeeping queue: its running call counts in `Scheduler.bookkeeping`."""
         self.label = function_label(func)
         self.items: deque[QueueItem] = deque()
         """Calls waiting to run; each holds its function strongly. Under the table's lock."""
@@ -280,6 +307,7 @@ class FunctionQueue:
         lock = table.lock
         items = self.items
         engine = scheduler.engine
+        bookkeeping = self.bookkeeping
         self._waker = waker = engine.waker()
         try:
             after = self._after
@@ -315,7 +343,10 @@ class FunctionQueue:
                         await waker.wait()
                         continue
                     self.running = True
-                    scheduler.active += 1
+                    if bookkeeping:
+                        scheduler.bookkeeping += 1
+                    else:
+                        scheduler.active += 1
                     result: Any = None
                     try:
                         result = item[0](*item[1], **item[2])
@@ -337,7 +368,10 @@ class FunctionQueue:
                     finally:
                         item, result = _NO_ITEM, None
                         self.running = False
-                        scheduler.active -= 1
+                        if bookkeeping:
+                            scheduler.bookkeeping -= 1
+                        else:
+                            scheduler.active -= 1
         finally:
             with lock:
                 self._close_locked()

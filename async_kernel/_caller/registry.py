@@ -1,8 +1,9 @@
 """The registry of callers: every caller by name and by thread, and what `Caller.get` does.
 
-One process-wide `registry` holds the callers by name (those made by `Caller.get`) and by thread
-(every caller whose loop runs, `to_thread` workers included), numbers the workers, and is the
-only maker of callers: `Caller.get` finds one or creates it here, and so does the worker pool.
+One process-wide `registry` holds every caller by name (those made by `Caller.get` and the
+`to_thread` workers alike, so names are unique among live callers and `all_callers` lists them
+all) and by thread (every caller whose loop runs), numbers the workers, and is the only maker of
+callers: `Caller.get` finds one or creates it here, and so does the worker pool.
 `HybridGet` is the descriptor that makes `Caller.get` a classmethod on the class and a
 parent-creating method on an instance.
 
@@ -116,10 +117,23 @@ class CallerRegistry:
     # --- workers -------------------------------------------------------------------------------
 
     def start_worker(self, parent: Caller) -> Caller:
-        """Make, start and return a new `to_thread` worker: a child of `parent`, numbered."""
-        name = f"{parent.name}/worker-{next(self._worker_numbers)}"
-        worker = type(parent)._create(name=name, backend=parent.backend, parent=parent, worker=True)
-        parent._adopt_child(worker)
+        """Make, start and return a new `to_thread` worker: a child of `parent`, numbered.
+
+        The worker is entered by name like any caller, so `all_callers` (and the kernel's
+        caller state) lists it. Its number is the next one whose name no live caller has (a
+        caller made by `Caller.get` may have taken it), so names stay unique.
+        """
+        with self.lock:
+            while True:
+                name = f"{parent.name}/worker-{next(self._worker_numbers)}"
+                taken = self.by_name.get(name)
+                if taken is None or taken._scheduler.state is State.STOPPED:
+                    break
+            worker = type(parent)._create(
+                name=name, backend=parent.backend, parent=parent, worker=True
+            )
+            parent._adopt_child(worker)  # first: a stopped parent refuses, nothing is entered
+            self.by_name[name] = worker
         worker._start_thread()
         worker._wait_ready()
         return worker
@@ -142,7 +156,7 @@ class CallerRegistry:
                 del self.by_thread[thread_id]
 
     def all_callers(self, running_only: bool) -> list[Caller]:
-        """The callers entered by name: the running ones, or all of them."""
+        """Every caller entered (by name: workers included): the running ones, or all of them."""
         with self.lock:
             callers = list(self.by_name.values())
         if running_only:

@@ -10,10 +10,10 @@ the caller's task group that sleeps first.
 
 Thread model: `submit`, `call_direct`, `call_in_loop`, `schedule_drain` and `cancel_inbox` may
 be called from any thread; everything else runs in the loop thread. `state`, `active`,
-`delayed` and the deques are plain attributes: the loop thread is the only one to change the
-counters, and `Caller.snapshot()` reads them without a lock. The state may be changed by
-another thread at any moment (see `async_kernel._caller.lifecycle`), so code that must see such a
-change reads `self.state` afresh rather than trusting an earlier read.
+`bookkeeping`, `delayed` and the deques are plain attributes: the loop thread is the only one
+to change the counters, and `Caller.snapshot()` reads them without a lock. The state may be
+changed by another thread at any moment (see `async_kernel._caller.lifecycle`), so code that
+must see such a change reads `self.state` afresh rather than trusting an earlier read.
 
 User code never ends the loop: whatever a call raises, any BaseException included, goes into
 its Pending, or is logged for a direct call. Only the backend's genuine cancellation of a task
@@ -59,6 +59,7 @@ class Scheduler:
     __slots__ = (
         "active",
         "backend",
+        "bookkeeping",
         "delayed",
         "direct",
         "engine",
@@ -95,7 +96,12 @@ class Scheduler:
         self.delayed = 0
         """`call_later` calls still in their delay (counted as scheduled)."""
         self.active = 0
-        """Calls started and not finished (queued calls included)."""
+        """Calls started and not finished (queued calls included), but for `bookkeeping`."""
+        self.bookkeeping = 0
+        """Calls of bookkeeping queues (`Caller._queue_bookkeeping`) started and not finished.
+
+        Counted apart from `active`, which is then user work alone, read in one go (exact, with
+        no window between two counters); `Caller.snapshot()` reports their sum as `active`."""
 
     # --- any thread ----------------------------------------------------------------------------
 

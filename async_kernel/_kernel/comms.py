@@ -9,6 +9,10 @@ Incoming: the ShellChannel thread routes `comm_open`, `comm_msg` and `comm_close
 shell thread (where user handlers expect to run) in a `queue_call` queue of their own, so they are
 handled while a cell awaits. `comm_info_request` is answered in the ShellChannel thread
 ([CommRunner.info][async_kernel._kernel.comms.CommRunner.info]).
+
+The comm queue is a bookkeeping queue of the shell caller (`Caller._queue_bookkeeping`): its
+messages are counted in `CommRunner.stats` (pending, running since), which the caller state's
+`working` rule reads, and not as the shell caller's user calls.
 """
 
 from __future__ import annotations
@@ -102,8 +106,8 @@ class CommRunner:
 
         ShellChannel thread only.
         """
-        self.stats.pending += 1
-        self._caller.queue_call(self.comm_message, idents, msg)
+        self.stats.pending += 1  # before it is queued: never running nor pending in between
+        self._caller._queue_bookkeeping(self.comm_message, idents, msg)
 
     async def comm_message(self, idents: Idents, msg: Message) -> None:
         """Run a comm message's handler, containing whatever it raises. Shell thread only.
@@ -112,11 +116,18 @@ class CommRunner:
         included) is logged and published as an `error` addressed to the comm message; the
         comm queue and the kernel go on.
         """
-        self.stats.pending -= 1
+        stats = self.stats
+        # Running before it stops being pending: the `working` rule, which reads `pending` then
+        # `running_since`, sees no gap between the two.
+        stats.running_since = time.monotonic()
+        stats.pending -= 1
         current_parent.set(msg)
         msg_type = str(msg["header"].get("msg_type"))
-        self._iopub.status("busy", msg)
-        self.stats.running_since = time.monotonic()
+        try:
+            self._iopub.status("busy", msg)
+        except BaseException:
+            stats.running_since = None
+            raise
         try:
             with self._interrupts.comm_handler():
                 raised = dispatch_comm(self._manager, msg_type, idents, msg)
@@ -124,7 +135,7 @@ class CommRunner:
                 logger.error("A %s handler raised", msg_type, exc_info=raised)
                 self._iopub.publish("error", _error_output(raised), msg)
         finally:
-            self.stats.running_since = None
+            stats.running_since = None
             self._iopub.status("idle", msg)
 
     def info(self, msg: Message) -> dict[str, Any]:

@@ -15,11 +15,19 @@ they arrive and an abort records the number received so far, so which requests a
 does not depend on how far the queue has got.
 
 Input history is written to its database once the execute queue has been idle for
-`history_write_delay` seconds, not after every cell.
+`history_write_delay` seconds, not after every cell. The delay is timed on another caller (the
+control caller) and the write itself is a `call_direct` on the shell caller, so this
+bookkeeping never counts as a scheduled or active call there: an idle kernel's caller state
+says `working: false` however soon it is asked after a cell.
+
+The execute queue is a bookkeeping queue of the shell caller (`Caller._queue_bookkeeping`): the
+requests are counted in `stats` (pending, running since), which the `working` rule reads, and
+not as the shell caller's user calls.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
@@ -28,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from async_kernel._kernel.messaging import Idents, Message, Messenger, current_parent
 from async_kernel._kernel.routing import error_content
 from async_kernel._kernel.state_replies import ShellQueueStats
+from async_kernel.caller import CallerStoppedError
 
 if TYPE_CHECKING:
     from async_kernel._kernel.channels import SocketChannel
@@ -68,6 +77,7 @@ class Executor:
         self._history_write_scheduled = False
         # Set by start():
         self._caller: Caller
+        self._timer: Caller
         self._shell: KernelShell
         self._iopub: IOPub
         self._channel: SocketChannel
@@ -80,6 +90,7 @@ class Executor:
         self,
         *,
         caller: Caller,
+        timer: Caller,
         shell: KernelShell,
         iopub: IOPub,
         channel: SocketChannel,
@@ -90,9 +101,12 @@ class Executor:
     ) -> None:
         """Run requests on `caller` (the shell caller) in `shell`, replying on `channel`.
 
-        Shell thread, once, before the shell socket is served.
+        `timer` (the control caller, which never runs user code) times the deferred history
+        write, so the shell caller's counters hold user calls only. Shell thread, once, before
+        the shell socket is served.
         """
         self._caller = caller
+        self._timer = timer
         self._shell = shell
         self._iopub = iopub
         self._channel = channel
@@ -108,8 +122,8 @@ class Executor:
         ShellChannel thread only (the numbering takes no lock).
         """
         self._received += 1
-        self.stats.pending += 1
-        self._caller.queue_call(self.execute_request, idents, msg, self._received)
+        self.stats.pending += 1  # before it is queued: never running nor pending in between
+        self._caller._queue_bookkeeping(self.execute_request, idents, msg, self._received)
 
     def abort_received(self) -> None:
         """Abort every execute request received so far that has not started (shutdown).
@@ -124,16 +138,24 @@ class Executor:
         Shell thread only: the execute queue calls it.
         """
         stats = self.stats
+        aborted = number <= self._abort_through
+        if not aborted:
+            # Running before it stops being pending: the `working` rule, which reads `pending`
+            # then `running_since`, sees no gap between the two.
+            stats.running_since = time.monotonic()
         stats.pending -= 1
         content = msg["content"]
         current_parent.set(msg)
         self.last_parent = msg
-        self._iopub.status("busy", msg, execute=True)
         try:
-            if number <= self._abort_through:
+            self._iopub.status("busy", msg, execute=True)
+        except BaseException:
+            stats.running_since = None
+            raise
+        try:
+            if aborted:
                 reply = {"status": "aborted", "execution_count": self._shell.execution_count - 1}
             else:
-                stats.running_since = time.monotonic()
                 try:
                     reply = await self._run_cell(idents, msg, content)
                 except (Exception, KeyboardInterrupt) as e:  # a kernel bug: still a reply
@@ -236,9 +258,20 @@ class Executor:
         self._history_write_scheduled = False
 
     def _schedule_history_write(self) -> None:
+        """Write the history once `history_write_delay` has passed (shell thread).
+
+        Timed on the control caller, then run on the shell caller as a direct call: never a
+        scheduled or active call of the shell caller, so never user work in the caller state.
+        """
         if not self._history_write_scheduled:
             self._history_write_scheduled = True
-            self._caller.call_later(self.history_write_delay, self._write_history_if_idle)
+            self._timer.call_later(self.history_write_delay, self._history_write_due)
+
+    def _history_write_due(self) -> None:
+        """Hand the history write to the shell thread. Timer (control) thread."""
+        # Shutting down, the shell caller may refuse it: the history session ends on its own.
+        with contextlib.suppress(CallerStoppedError):
+            self._caller.call_direct(self._write_history_if_idle)
 
     def _write_history_if_idle(self) -> None:
         self._history_write_scheduled = False

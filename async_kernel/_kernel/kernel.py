@@ -153,6 +153,7 @@ class Kernel:
         self.shell = KernelShell.instance(iopub=self.iopub, kernel=self)
         self.executor.start(
             caller=self.shell_caller,
+            timer=self.control_caller,
             shell=self.shell,
             iopub=self.iopub,
             channel=self.shell_channel,
@@ -236,13 +237,16 @@ class Kernel:
     def caller_state(self) -> CallerStateReply:
         """The `caller_state_reply` content: cheap, lock-free, safe while the shell blocks.
 
-        Any thread.
+        Its `working` counts the execute and comm queues and the user calls of the shell
+        caller and of every caller that is not protected; the kernel's other callers (all
+        protected) never count. Any thread.
         """
         return caller_state_content(
             backend=self.backend,
             started=self.started,
             execution_count=self.executor.execution_count,
             queues=[self.executor.stats, self.comm_runner.stats],
+            shell_caller=self.shell_caller,
         )
 
     def _kernel_info(self, msg: Message) -> dict[str, Any]:

@@ -17,9 +17,11 @@ __all__ = ["CallerMagics", "format_caller_state"]
 
 def format_caller_state(state: CallerStateReply) -> str:
     """A readable table of a `caller_state_reply` content."""
+    working = state.get("working")
     lines = [
         f"pid {state['pid']}  backend {state['backend']}  started {state['started']}  "
-        f"execution_count {state['execution_count']}",
+        f"execution_count {state['execution_count']}  "
+        f"working {'unknown' if working is None else str(working).lower()}",
         "",
         "shell queues:",
     ]

@@ -3,8 +3,11 @@ and ipykernel-compatible `usage_reply`.
 
 `caller_state_reply` is built in the control thread from counters that other threads update,
 without waiting for any of them, so a snapshot answers within milliseconds even while user code
-blocks the shell thread. `kernel_info_reply` is the same for the kernel's life: the kernel builds
-it once, in the thread of the first request (ShellChannel or ControlThread).
+blocks the shell thread. Its `working` field is decided here too
+([caller_state_content][async_kernel._kernel.state_replies.caller_state_content] states the
+rule; docs/kernel.md explains it to users). `kernel_info_reply` is the same for the kernel's
+life: the kernel builds it once, in the thread of the first request (ShellChannel or
+ControlThread).
 """
 
 from __future__ import annotations
@@ -41,6 +44,14 @@ class ShellQueueStats:
     pending: int = 0
     running_since: float | None = field(default=None)
 
+    def busy(self) -> bool:
+        """A request of this queue waits or runs. Any thread, lock-free.
+
+        `pending` is read first: the queue's runner marks a request running before it stops
+        counting it as pending, so a request passing from one to the other is always seen.
+        """
+        return self.pending > 0 or self.running_since is not None
+
     def row(self, now: float) -> ShellQueueRow:
         since = self.running_since
         return {
@@ -58,10 +69,42 @@ def caller_state_content(
     started: float,
     execution_count: int,
     queues: list[ShellQueueStats],
+    shell_caller: Caller | None = None,
 ) -> CallerStateReply:
-    """The `caller_state_reply` content of the [wire contract][async_kernel.wire]."""
+    """The `caller_state_reply` content of the [wire contract][async_kernel.wire].
+
+    Every caller of the process has a row (`to_thread` workers included); a row's `children`
+    names only callers that have a row in this reply (a child that stopped, or started, while
+    the reply was being built is left out).
+
+    `working` is true when user work is in flight, that is when
+
+    1. a shell queue (`queues`: the execute and comm queues) has a request waiting or running
+       (cells waiting their turn are queued user work), or
+    2. the shell caller, or a caller that is not protected (every caller user code made with
+       `Caller.get`, every `to_thread` worker), has a call scheduled (waiting, or in a
+       `call_later` delay) or active, or a call waiting in a `queue_call` queue.
+
+    The kernel's other callers (ControlThread, ShellChannel, IOPub, the introspection workers)
+    are protected, which marks a caller as the kernel's own, and never count: their serve loops
+    and bookkeeping are always active. On the shell caller, which runs user code, the kernel's
+    execute and comm queues are bookkeeping queues (`Caller._queue_bookkeeping`, counted by
+    rule 1 instead), and nothing else the kernel does there counts: its deferred history write
+    is timed on the control caller and runs as a direct call, and interrupts are direct calls.
+
+    Cheap and lock-free (O(callers + queues)), safe in any thread while the shell thread blocks.
+    """
     now = time.monotonic()
     callers = Caller.all_callers(running_only=False)
+    rows = [c.snapshot() for c in callers]
+    named = {row["name"] for row in rows}
+    for row in rows:
+        children = row["children"]
+        if not named.issuperset(children):
+            row["children"] = [name for name in children if name in named]
+    working = any(q.busy() for q in queues) or any(
+        c._has_user_work() for c in callers if c is shell_caller or not c.protected
+    )
     return {
         "status": "ok",
         "version": CALLER_STATE_VERSION,
@@ -70,7 +113,8 @@ def caller_state_content(
         "started": format_time(started),
         "execution_count": execution_count,
         "shell": {"queues": [q.row(now) for q in queues]},
-        "callers": [c.snapshot() for c in callers],
+        "callers": rows,
+        "working": working,
     }
 
 

@@ -146,3 +146,94 @@ def test_snapshot_of_a_worker_says_so(caller: Caller) -> None:
     assert snapshot["worker"] is True
     assert snapshot["parent"] == caller.name
     assert caller.snapshot()["idle_workers"] == 1
+
+
+# --- user work and bookkeeping queues (the kernel's `working` rule reads these) -----------------
+
+
+def test_an_idle_caller_has_no_user_work(caller: Caller) -> None:
+    assert caller._has_user_work() is False
+
+
+def test_a_blocked_call_and_the_calls_behind_it_are_user_work(
+    caller: Caller, blocked: threading.Event
+) -> None:
+    assert caller._has_user_work() is True  # active
+    pending = caller.call_soon(lambda: None)
+    blocked.set()
+    pending.wait_sync(TIMEOUT)
+    assert caller._has_user_work() is False
+
+
+async def test_a_call_later_in_its_delay_is_user_work(caller: Caller) -> None:
+    pending = caller.call_later(TIMEOUT * 10, lambda: None)
+    with anyio.fail_after(TIMEOUT):
+        await caller.call_soon(lambda: None)  # the call_later has been picked up and waits
+    assert caller._has_user_work() is True
+    pending.cancel()
+    with anyio.fail_after(TIMEOUT), pytest.raises(PendingCancelled):
+        await pending
+    assert caller._has_user_work() is False
+
+
+async def test_queued_calls_are_user_work(caller: Caller) -> None:
+    started = ThreadsafeEvent()
+    release = ThreadsafeEvent()
+    done = ThreadsafeEvent()
+
+    async def handler(item: int) -> None:
+        if item == 0:
+            started.set()
+            await release
+        if item == 2:
+            done.set()
+
+    for item in range(3):
+        caller.queue_call(handler, item)
+    try:
+        with anyio.fail_after(TIMEOUT):
+            await started
+        assert caller._has_user_work() is True
+    finally:
+        release.set()
+    with anyio.fail_after(TIMEOUT):
+        await done
+        await caller.call_soon(lambda: None)  # the queue's last call has returned
+    assert caller._has_user_work() is False
+
+
+async def test_a_bookkeeping_queue_is_active_in_the_snapshot_but_not_user_work(
+    caller: Caller,
+) -> None:
+    started = ThreadsafeEvent()
+    release = ThreadsafeEvent()
+
+    async def request(item: int) -> None:
+        if item == 0:
+            started.set()
+            await release
+
+    for item in range(3):
+        caller._queue_bookkeeping(request, item)
+    try:
+        with anyio.fail_after(TIMEOUT):
+            await started
+        row = caller.snapshot()
+        assert row["active"] == 1  # the wire's `active` still counts every running call
+        [queue] = row["queues"]
+        assert queue["running"] is True
+        assert queue["pending"] == 2
+        assert caller._has_user_work() is False
+        user_started = ThreadsafeEvent()
+
+        async def user_handler() -> None:
+            user_started.set()
+            await release
+
+        caller.queue_call(user_handler)  # a user queue beside it is user work
+        with anyio.fail_after(TIMEOUT):
+            await user_started
+        assert caller._has_user_work() is True
+        assert caller.snapshot()["active"] == 2
+    finally:
+        release.set()

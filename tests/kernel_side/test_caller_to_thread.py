@@ -137,3 +137,100 @@ async def test_a_worker_can_run_to_thread_itself(caller: Caller) -> None:
         outer_thread, inner_thread, inner_is_a_child = await caller.to_thread(nested)
     assert len({caller.thread, outer_thread, inner_thread}) == 3
     assert inner_is_a_child
+
+
+# --- workers in the registry (every caller has its row) --------------------------------------
+
+
+def test_a_busy_worker_is_listed_in_all_callers_with_its_row(caller: Caller) -> None:
+    started = threading.Event()
+    release = threading.Event()
+
+    def job() -> Caller:
+        started.set()
+        release.wait(TIMEOUT)
+        return Caller.get(thread=threading.current_thread())
+
+    pending = caller.to_thread(job)
+    try:
+        assert started.wait(TIMEOUT)
+        [worker] = [c for c in Caller.all_callers() if c.parent is caller]
+        row = worker.snapshot()
+        assert row["worker"] is True
+        assert row["parent"] == caller.name
+        assert row["active"] == 1
+        assert row["scheduled"] == 0
+        assert row["protected"] is False
+        assert caller.snapshot()["children"] == [worker.name]
+        assert worker in Caller.all_callers(running_only=False)
+    finally:
+        release.set()
+    assert pending.wait_sync(TIMEOUT) is worker
+    assert worker in Caller.all_callers()  # idle in the pool: still a caller, still listed
+    assert worker.snapshot()["active"] == 0
+
+
+async def test_a_worker_that_stops_leaves_all_callers(caller: Caller) -> None:
+    caller.max_idle_workers = 0  # no room in the pool: the worker stops after its call
+
+    def worker_caller() -> Caller:
+        return Caller.get(thread=threading.current_thread())
+
+    with anyio.fail_after(TIMEOUT):
+        worker = await caller.to_thread(worker_caller)
+        await worker.stopped
+    assert worker not in Caller.all_callers(running_only=False)
+    assert worker not in caller.children
+
+
+def test_every_child_named_in_a_snapshot_is_listed(caller: Caller) -> None:
+    release = threading.Event()
+    started = [threading.Event() for _ in range(2)]
+
+    def job(event: threading.Event) -> None:
+        event.set()
+        release.wait(TIMEOUT)
+
+    pendings = [caller.to_thread(job, event) for event in started]
+    try:
+        assert all(event.wait(TIMEOUT) for event in started)
+        rows = {c.name: c.snapshot() for c in Caller.all_callers()}
+        for row in rows.values():
+            assert set(row["children"]) <= rows.keys(), row
+        workers = [rows[name] for name in rows[caller.name]["children"]]
+        assert len(workers) == 2
+        assert all(w["worker"] and w["parent"] == caller.name for w in workers)
+        assert all(w["active"] == 1 for w in workers)
+    finally:
+        release.set()
+    for pending in pendings:
+        pending.wait_sync(TIMEOUT)
+
+
+def test_worker_names_stay_unique_when_a_caller_took_the_next_one(caller: Caller) -> None:
+    def worker_name() -> str:
+        return threading.current_thread().name
+
+    first = caller.to_thread(worker_name).wait_sync(TIMEOUT)
+    number = int(first.rsplit("-", 1)[1])
+    squatters = [Caller.get(name=f"{caller.name}/worker-{number + i}") for i in (1, 2)]
+    release = threading.Event()
+    started = threading.Event()
+
+    def hold_the_first_worker() -> None:
+        started.set()
+        release.wait(TIMEOUT)
+
+    busy = caller.to_thread(hold_the_first_worker)  # the idle worker: the next needs a new one
+    try:
+        assert started.wait(TIMEOUT)
+        second = caller.to_thread(worker_name).wait_sync(TIMEOUT)
+    finally:
+        release.set()
+    busy.wait_sync(TIMEOUT)
+    assert second not in {first, *(s.name for s in squatters)}
+    names = [c.name for c in Caller.all_callers(running_only=False)]
+    assert len(names) == len(set(names))
+    # A worker is found by its name like any caller.
+    [worker] = [c for c in caller.children if c.name == second]
+    assert Caller.get(name=second) is worker

@@ -142,12 +142,20 @@ def check_caller_state(content: dict[str, Any]) -> None:
 
     The fields and their types come from `async_kernel.wire.CallerStateReply`; on top of them,
     what a type cannot say: the version, the time format, counters never negative, at least one
-    caller, and `running_for` set exactly while a shell queue runs.
+    caller, `running_for` set exactly while a shell queue runs, every caller named as a child
+    having a row of its own, and `working` (optional in the contract) always given by this
+    kernel.
     """
     conform(content, CallerStateReply, "caller_state_reply")
     assert content["version"] == CALLER_STATE_VERSION == 1, content
     assert ISO_UTC.match(content["started"]), content["started"]
+    assert isinstance(content.get("working"), bool), "no `working` in the reply"
     assert content["callers"], "no callers"
+    names = [caller["name"] for caller in content["callers"]]
+    assert len(names) == len(set(names)), f"caller names repeat: {names}"
+    for caller in content["callers"]:
+        orphans = set(caller["children"]) - set(names)
+        assert not orphans, f"{caller['name']} names children without a row: {orphans}"
     for row in content["shell"]["queues"]:
         assert row["pending"] >= 0, row
         if row["running"]:

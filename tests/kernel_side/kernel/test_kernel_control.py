@@ -140,6 +140,7 @@ def test_callers_magic_prints_the_caller_state(kernel: KernelSession) -> None:
         assert row["name"] in text
     assert "execute_request" in text
     assert str(state["pid"]) in text
+    assert "working true" in text  # the %callers cell itself is running
 
 
 def test_callers_magic_json_is_the_wire_content(kernel: KernelSession) -> None:
