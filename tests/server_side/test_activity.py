@@ -177,3 +177,90 @@ async def test_metrics_show_a_running_async_kernel_and_drop_it_when_it_shuts_dow
 
     text = (await jp_fetch("metrics")).body.decode()
     assert kernel_id not in text
+
+
+def _ws_msg(msg_type: str, content: dict[str, Any], channel: str = "shell") -> dict[str, Any]:
+    import uuid
+
+    msg_id = uuid.uuid4().hex
+    return {
+        "header": {
+            "msg_id": msg_id,
+            "msg_type": msg_type,
+            "username": "test",
+            "session": "ws-test",
+            "date": "",
+            "version": "5.4",
+        },
+        "parent_header": {},
+        "metadata": {},
+        "content": content,
+        "channel": channel,
+        "buffers": [],
+    }
+
+
+async def test_a_completion_through_the_websocket_leaves_an_awaiting_kernel_busy(
+    kernels: Any, api: Any, jp_ws_fetch: Any, tmp_path: Path
+) -> None:
+    """The kernel's status truth, as jupyter_server tracks it: after the busy/idle of a
+    completion answered while a cell awaits, `GET /api/kernels/{id}` still says busy."""
+    import json
+
+    kernel_id = await kernels.start("async")
+    ws = await jp_ws_fetch("api", "kernels", kernel_id, "channels")
+    flag = tmp_path / "release"
+    try:
+        cell = _ws_msg(
+            "execute_request",
+            {
+                "code": (
+                    "import os, anyio\n"
+                    f"while not os.path.exists({str(flag)!r}):\n"
+                    "    await anyio.sleep(0.05)\n"
+                ),
+                "silent": False,
+                "store_history": True,
+                "user_expressions": {},
+                "allow_stdin": False,
+                "stop_on_error": True,
+            },
+        )
+        await ws.write_message(json.dumps(cell))
+        complete = _ws_msg("complete_request", {"code": "impo", "cursor_pos": 4})
+
+        async def statuses_until(predicate: Any) -> None:
+            deadline = asyncio.get_running_loop().time() + 30
+            while True:
+                remaining = deadline - asyncio.get_running_loop().time()
+                assert remaining > 0, "the expected message never came"
+                raw = await asyncio.wait_for(ws.read_message(), remaining)
+                assert raw is not None, "the websocket closed"
+                if predicate(json.loads(raw)):
+                    return
+
+        def is_status(msg: dict[str, Any], state: str, parent: str) -> bool:
+            return (
+                msg.get("msg_type") == "status"
+                and msg["content"].get("execution_state") == state
+                and msg["parent_header"].get("msg_id") == parent
+            )
+
+        cell_id = cell["header"]["msg_id"]
+        await statuses_until(lambda m: m.get("msg_type") == "execute_input")
+        await ws.write_message(json.dumps(complete))
+        complete_id = complete["header"]["msg_id"]
+        await statuses_until(lambda m: is_status(m, "idle", complete_id))
+        await statuses_until(lambda m: is_status(m, "busy", cell_id))
+
+        # The server reads iopub on its own connection: give it the moment the websocket had.
+        states = []
+        for _ in range(10):
+            status, model = await api("api", "kernels", kernel_id)
+            assert status == 200, model
+            states.append(model["execution_state"])
+            await asyncio.sleep(0.1)
+        assert states[-5:] == ["busy"] * 5, states
+    finally:
+        flag.touch()
+        ws.close()
