@@ -406,7 +406,11 @@ async def monitor_cost(n_kernels: int, n_passes: int) -> dict[str, Any]:
         saved = {k: os.environ.get(k) for k in ("JUPYTER_DATA_DIR", "JUPYTER_PATH")}
         os.environ["JUPYTER_DATA_DIR"] = str(root / "data")
         os.environ["JUPYTER_PATH"] = str(root / "data")
-        manager = AsyncMappingKernelManager(root_dir=str(root))
+        (root / "runtime").mkdir()
+        # As ServerApp does: connection files in a runtime dir (the default is the cwd).
+        manager = AsyncMappingKernelManager(
+            root_dir=str(root), connection_dir=str(root / "runtime")
+        )
         try:
             ids = [await manager.start_kernel(kernel_name="async") for _ in range(n_kernels)]
             snapshots = KernelSnapshots(manager, timeout=10.0)
