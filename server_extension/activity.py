@@ -127,12 +127,9 @@ class ActivityMonitor:
         except UnknownKernel:  # shut down during the pass
             self.metrics.forget(kernel_id)
             return None
-        except AsyncKernelError as exc:
-            reason = type(exc).__name__
-            self.metrics.failed(kernel_id, _kernel_name(self.snapshots, kernel_id), reason)
-            return KernelActivity(kernel_id, working=False, touched=False, error=reason)
-        except Exception as exc:  # a bug of ours: log it, never end the monitor
-            self.log.exception("async_kernel_server: activity check of %s failed", kernel_id)
+        except Exception as exc:
+            if not isinstance(exc, AsyncKernelError):  # a bug of ours: log it, go on
+                self.log.exception("async_kernel_server: activity check of %s failed", kernel_id)
             reason = type(exc).__name__
             self.metrics.failed(kernel_id, _kernel_name(self.snapshots, kernel_id), reason)
             return KernelActivity(kernel_id, working=False, touched=False, error=reason)

@@ -82,8 +82,12 @@ class AsyncKernelServer(ExtensionApp):
 
     @observe("activity_interval", "busy_is_activity")
     def _monitor_config_changed(self, change: Any) -> None:
-        if self.monitor is not None:
-            setattr(self.monitor, change["name"].replace("activity_", ""), change["new"])
+        if self.monitor is None:
+            return
+        if change["name"] == "activity_interval":
+            self.monitor.interval = change["new"]
+        else:
+            self.monitor.busy_is_activity = change["new"]
 
     def initialize_settings(self) -> None:
         """Create the seam that asks the server's kernels, and the activity monitor."""

@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sysconfig
 import threading
 from collections.abc import Iterator
 from types import CodeType, FrameType
@@ -90,9 +91,14 @@ def in_kernel_code(frame: FrameType | None, entry: CodeType) -> bool:
 
 
 _LIBRARY_DIRS = tuple(
-    {os.path.dirname(os.__file__) + os.sep, os.path.dirname(anyio.__path__[0]) + os.sep}
+    {
+        os.path.join(path, "")
+        for key, path in sysconfig.get_paths().items()
+        if key in ("stdlib", "platstdlib", "purelib", "platlib")
+    }
 )
-"""The standard library's directory and site-packages (where anyio, trio and zmq live)."""
+"""The interpreter's library directories: the standard library and site-packages (where anyio,
+trio and zmq live)."""
 
 
 def _is_library(filename: str) -> bool:
