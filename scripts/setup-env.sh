@@ -23,3 +23,11 @@ if [ ! -x "$root/.venv/bin/python" ]; then
 fi
 "$root/.venv/bin/python" -m pip install --quiet --upgrade pip
 "$root/.venv/bin/python" -m pip install --quiet -e "$root[$extras]"
+# The JupyterLab extension, as `jupyter labextension develop` links it: the editable install
+# built it into server_extension/labextension/ (build_backend/async_kernel_build.py); a wheel
+# install puts the same files in share/jupyter/labextensions/ itself.
+if [ -f "$root/server_extension/labextension/package.json" ]; then
+  labextensions="$root/.venv/share/jupyter/labextensions"
+  mkdir -p "$labextensions"
+  ln -sfn "$root/server_extension/labextension" "$labextensions/async-kernel"
+fi

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Set up .venv and run every check: lint, format, types, docs, and the three test suites
-# (kernel side, server side, browser) in one pytest session. Extra arguments go to pytest:
-# `-k NAME` selects across the suites, so it passes when NAME matches tests of any one of them
-# (and fails, with pytest's exit code 5, when it matches none).
+# Set up .venv and run every check: lint, format, types, the JupyterLab extension's unit tests,
+# docs, and the four test suites (kernel side, server side, browser, JupyterHub) in one pytest
+# session. Extra arguments go to pytest: `-k NAME` selects across the suites, so it passes when
+# NAME matches tests of any one of them (and fails, with pytest's exit code 5, when it matches
+# none).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -17,11 +18,18 @@ ruff check .
 ruff format --check .
 echo "== mypy"
 bash scripts/typecheck.sh
+echo "== labextension: TypeScript unit tests (jest)"
+# node_modules is there: the set-up's editable install built the extension (npm ci).
+(cd labextension && npm test --silent)
 echo "== mkdocs build --strict"
 mkdocs build --strict --quiet --site-dir "$(mktemp -d)"
-echo "== tests: kernel side, server side, browser (JupyterLab in Debian's Chromium)"
+echo "== tests: kernel side, server side, browser (JupyterLab in Debian's Chromium), JupyterHub"
 CHROMIUM="$(bash scripts/ensure-chromium.sh)"
 export CHROMIUM
-# The same run as plain `pytest` from the root: pyproject.toml lists the three suites, each
+# tests/jupyterhub runs a real JupyterHub, whose proxy (configurable-http-proxy) comes from npm
+# into .venv/node.
+CONFIGURABLE_HTTP_PROXY="$(bash scripts/ensure-chp.sh)"
+export CONFIGURABLE_HTTP_PROXY
+# The same run as plain `pytest` from the root: pyproject.toml lists the four suites, each
 # folder's conftest.py configures its own. Extra arguments select within all of them.
 python -m pytest "$@"

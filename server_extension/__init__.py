@@ -38,3 +38,13 @@ def _jupyter_server_extension_points() -> list[dict[str, Any]]:
     from async_kernel_server.app import AsyncKernelServer
 
     return [{"module": "async_kernel_server", "app": AsyncKernelServer}]
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Where the built JupyterLab extension is, for ``jupyter labextension develop``.
+
+    ``src`` is relative to this package: the build output of ``labextension/`` (see
+    ``build_backend/async_kernel_build.py``); wheels install it as
+    ``share/jupyter/labextensions/async-kernel``.
+    """
+    return [{"src": "labextension", "dest": "async-kernel"}]

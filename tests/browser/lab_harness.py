@@ -2,7 +2,7 @@
 
 - [make_lab_env][]: a temporary Jupyter/IPython/JupyterLab environment with the `async` and
   `async-trio` kernelspecs installed into a prefix on `JUPYTER_PATH` (by
-  `python -m async_kernel install`), the `async_kernel_server` extension enabled and everything
+  `python -m async_kernel install`), ipykernel's `python3` beside them, the `async_kernel_server` extension enabled and everything
   that would reach outside the machine (news feed, update checks) turned off.
 - [LabServer][]: `python -m jupyter lab` as a subprocess on a free loopback port with a random
   token; ready once `GET /api/status` answers, stopped by its own pid.
@@ -31,6 +31,13 @@ from typing import IO, Any
 
 SPEC_NAMES = {"asyncio": "async", "trio": "async-trio"}
 """The kernelspec installed for each backend (`async-kernel install --backend B`)."""
+
+IPYKERNEL_SPEC = "python3"
+"""ipykernel's kernelspec, installed beside the async ones (not an async kernel)."""
+
+SNAPSHOT_TIMEOUT = 3.0
+"""`AsyncKernelServer.snapshot_timeout` of the test server: how long a stopped kernel takes to
+read `no answer` (the default is 5 s)."""
 
 SERVER_START_TIMEOUT = 90.0
 """Seconds JupyterLab may take to answer `GET /api/status` (generous: 2 loaded cores)."""
@@ -128,6 +135,13 @@ def make_lab_env(root: Path) -> LabEnv:
             raise RuntimeError(
                 f"{' '.join(done.args)} exited with {done.returncode}:\n{done.stdout}{done.stderr}"
             )
+    # ipykernel's spec too, for what the JupyterLab extension shows beside a non-async kernel.
+    native = [sys.executable, "-m", "ipykernel", "install", "--prefix", str(env.prefix)]
+    done = subprocess.run(
+        [*native, "--name", IPYKERNEL_SPEC], env=environ, capture_output=True, text=True, timeout=60
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(done.args)} failed:\n{done.stdout}{done.stderr}")
     server_config = {
         "ServerApp": {
             "jpserver_extensions": {"async_kernel_server": True},
@@ -194,6 +208,7 @@ class LabServer:
             "--ServerApp.jpserver_extensions={'async_kernel_server': True}",
             "--LabApp.news_url=None",
             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            f"--AsyncKernelServer.snapshot_timeout={SNAPSHOT_TIMEOUT}",
         ]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             argv.append("--allow-root")

@@ -1,7 +1,8 @@
 """The distribution's metadata: one version, an SPDX license with its text, URLs, classifiers.
 
-Builds the wheel metadata from a copy of the project with the setuptools of this environment,
-the way pip does, and reads what an index would show.
+Builds the wheel metadata from a copy of the project with the project's build backend (setuptools
+behind `build_backend/async_kernel_build.py`) and the setuptools of this environment, the way pip
+does, and reads what an index would show. Metadata needs no JupyterLab extension build.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import async_kernel_server
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT_FILES = ("pyproject.toml", "README.md", "LICENSE")
-PACKAGES = ("async_kernel", "provisioner", "server_extension", "jupyter-config")
+PACKAGES = ("async_kernel", "provisioner", "server_extension", "jupyter-config", "build_backend")
 
 
 @pytest.fixture(scope="module")
@@ -31,13 +32,16 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Message, str]:
     for name in PROJECT_FILES:
         shutil.copy(ROOT / name, tree / name)
     for name in PACKAGES:
-        shutil.copytree(ROOT / name, tree / name, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(
+            ROOT / name, tree / name, ignore=shutil.ignore_patterns("__pycache__", "labextension")
+        )
     out = tree / "metadata"
     out.mkdir()
     code = (
         "import sys, warnings\nwarnings.simplefilter('always')\n"
-        "from setuptools import build_meta\n"
-        "print(build_meta.prepare_metadata_for_build_wheel(sys.argv[1]))"
+        "sys.path.insert(0, 'build_backend')\n"
+        "import async_kernel_build\n"
+        "print(async_kernel_build.prepare_metadata_for_build_wheel(sys.argv[1]))"
     )
     completed = subprocess.run(
         [sys.executable, "-c", code, str(out)],
