@@ -5,6 +5,7 @@ async-kernel install [--user | --sys-prefix | --prefix P] [--name N] [--display-
 async-kernel remove NAME [--user | --sys-prefix | --prefix P] [-f/--force]
 async-kernel list [--json]
 async-kernel [launch] -f CONNECTION_FILE [--backend B] [--log-level L] [--introspection-timeout S]
+                      [--comms-in-subshells]
 ```
 
 `python -m async_kernel ...` is the same command. Without a subcommand the arguments are those
@@ -145,6 +146,13 @@ def _build_parser() -> argparse.ArgumentParser:
         help="seconds a completion or inspection may take before it gets an empty answer "
         "(default: 5)",
     )
+    launch.add_argument(
+        "--comms-in-subshells",
+        action="store_true",
+        help="run comm messages addressed to a subshell in that subshell's thread, as ipykernel "
+        "does (default: every comm message runs on the main shell, so widget callbacks stay on "
+        "one event loop)",
+    )
     launch.set_defaults(handler=_launch)
     return parser
 
@@ -265,5 +273,6 @@ def _launch(args: argparse.Namespace) -> int:
         backend=args.backend,
         log_level=args.log_level,
         introspection_timeout=args.introspection_timeout,
+        comms_in_subshells=args.comms_in_subshells,
     )
     return result if isinstance(result, int) else 0

@@ -32,6 +32,7 @@ __all__ = [
     "CALLER_STATE_VERSION",
     "PROTOCOL_VERSION",
     "PROVISIONER_NAME",
+    "SUBSHELLS_FEATURE",
     "TIME_FORMAT",
     "USAGE_REPLY",
     "USAGE_REQUEST",
@@ -64,6 +65,11 @@ CALLER_STATE_VERSION: Final = 1
 CALLER_STATE_FEATURE: Final = "caller_state"
 """Listed in ``kernel_info_reply.supported_features`` by kernels that answer caller_state."""
 
+SUBSHELLS_FEATURE: Final = "kernel subshells"
+"""Listed in ``kernel_info_reply.supported_features`` by kernels that implement subshells (JEP 91:
+``create_subshell_request``, ``delete_subshell_request`` and ``list_subshell_request`` on
+control, and ``subshell_id`` in the header of shell requests)."""
+
 USAGE_REQUEST: Final = "usage_request"
 """ipykernel-compatible resource usage request (control channel)."""
 
@@ -76,7 +82,9 @@ PROTOCOL_VERSION: Final = "5.4"
 
 Sent in ``kernel_info_reply.protocol_version`` and in every message header. It is the kernel's
 own, not the version of the installed jupyter_client (which may know a newer protocol than this
-kernel speaks).
+kernel speaks). Kernel subshells (JEP 91, slated for 5.5) are announced by
+[SUBSHELLS_FEATURE][async_kernel.wire.SUBSHELLS_FEATURE] instead, as ipykernel 7 does (it reports
+5.3): clients look for the feature, and jupyter_client knows no version past 5.4.
 """
 
 PROVISIONER_NAME: Final = "async-kernel-provisioner"
@@ -123,12 +131,14 @@ CallerLifecycle = Literal["starting", "running", "stopping", "stopped"]
 
 
 class ShellQueueRow(TypedDict):
-    """One kind of shell request the kernel queues on its shell thread (``shell.queues``)."""
+    """One kind of shell request a shell queues on its thread (``shell.queues``): the main
+    shell's rows first, then each subshell's."""
 
     msg_type: str
     """The request type queued here: ``execute_request``, or ``comm_msg`` for comm messages."""
     subshell_id: str | None
-    """The subshell the queue belongs to; null for the main shell."""
+    """The subshell the queue belongs to (its thread is the caller named
+    ``subshell-<first 8 characters of the id>``); null for the main shell."""
     pending: int
     """Requests received and not started yet."""
     running: bool

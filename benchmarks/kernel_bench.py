@@ -62,8 +62,16 @@ class Client:
         self.iopub.setsockopt(zmq.SUBSCRIBE, b"")
         self.iopub.connect(url + str(info["iopub_port"]))
 
-    def send(self, socket: zmq.Socket[Any], msg_type: str, content: dict[str, Any]) -> str:
+    def send(
+        self,
+        socket: zmq.Socket[Any],
+        msg_type: str,
+        content: dict[str, Any],
+        subshell_id: str | None = None,
+    ) -> str:
         msg = self.session.msg(msg_type, content)
+        if subshell_id is not None:
+            msg["header"]["subshell_id"] = subshell_id
         self.session.send(socket, msg)
         return msg["header"]["msg_id"]
 
@@ -186,6 +194,39 @@ def bench_kernel(name: str, quick: bool) -> Result:
                 if reply["parent_header"].get("msg_id") == exec_id:
                     exec_id = ""
             result.figures[f"shell_rtt_while_{label}_p50_ms"] = statistics.median(times) * 1e3
+        client.drain_iopub()
+
+        # An execute round trip in a subshell (JEP 91) while the main shell blocks: the
+        # subshell's own thread runs the cell.
+        created = client.request(client.control, "create_subshell_request", {})["content"]
+        subshell = created.get("subshell_id")
+        if subshell:
+            duration = 2 if quick else 4
+            code = f"import time\ntime.sleep({duration})"
+            exec_id = client.send(client.shell, "execute_request", {"code": code})
+            time.sleep(0.3)
+            times = []
+            deadline = time.perf_counter() + duration - 0.8
+            while time.perf_counter() < deadline:
+                t = time.perf_counter()
+                msg_id = client.send(
+                    client.shell, "execute_request", {"code": "pass", "silent": False}, subshell
+                )
+                while True:
+                    reply = client.recv(client.shell)
+                    if reply["parent_header"].get("msg_id") == msg_id:
+                        break
+                    if reply["parent_header"].get("msg_id") == exec_id:
+                        exec_id = ""
+                times.append(time.perf_counter() - t)
+            while exec_id:
+                reply = client.recv(client.shell)
+                if reply["parent_header"].get("msg_id") == exec_id:
+                    exec_id = ""
+            result.figures["subshell_execute_rtt_while_block_p50_ms"] = (
+                statistics.median(times) * 1e3
+            )
+            client.request(client.control, "delete_subshell_request", {"subshell_id": subshell})
         client.drain_iopub()
 
         # 200,000 prints: time to execute_reply and stream throughput.

@@ -21,6 +21,7 @@ def run_kernel(
     backend: str = "asyncio",
     log_level: str = "WARNING",
     introspection_timeout: float = 5.0,
+    comms_in_subshells: bool = False,
 ) -> int:
     """Run a kernel for `connection_file` until it is shut down; return the exit code.
 
@@ -42,7 +43,12 @@ def run_kernel(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from async_kernel._kernel.kernel import Kernel
 
-    kernel = Kernel(connection_info, chosen, introspection_time_limit=introspection_timeout)
+    kernel = Kernel(
+        connection_info,
+        chosen,
+        introspection_time_limit=introspection_timeout,
+        comms_in_subshells=comms_in_subshells,
+    )
     anyio.run(kernel.run, backend=chosen)
     sys.stdout.flush()
     return 0

@@ -8,11 +8,15 @@ Incoming: the ShellChannel thread routes `comm_open`, `comm_msg` and `comm_close
 [CommRunner.enqueue][async_kernel._kernel.comms.CommRunner.enqueue], which queues them on the
 shell thread (where user handlers expect to run) in a `queue_call` queue of their own, so they are
 handled while a cell awaits. `comm_info_request` is answered in the ShellChannel thread
-([CommRunner.info][async_kernel._kernel.comms.CommRunner.info]).
+([CommRunner.info][async_kernel._kernel.comms.CommRunner.info]). Each subshell has a CommRunner of
+its own on its caller, used only when the kernel runs comm messages addressed to a subshell in
+that subshell (`Kernel.comms_in_subshells`); by default every comm message runs on the main
+shell's, so widget callbacks stay on one event loop. All of them dispatch to the one comm
+manager.
 
-The comm queue is a bookkeeping queue of the shell caller (`Caller._queue_bookkeeping`): its
+The comm queue is a bookkeeping queue of its shell's caller (`Caller._queue_bookkeeping`): its
 messages are counted in `CommRunner.stats` (pending, running since), which the caller state's
-`working` rule reads, and not as the shell caller's user calls.
+`working` rule reads, and not as that caller's user calls.
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ from async_kernel._kernel.messaging import Idents, Message, current_parent
 from async_kernel._kernel.state_replies import ShellQueueStats
 
 if TYPE_CHECKING:
-    from async_kernel._kernel.interrupts import InterruptController
+    from collections.abc import Callable
+
+    from async_kernel._kernel.interrupts import ShellInterrupts
     from async_kernel._kernel.iostream import IOPub
     from async_kernel.caller import Caller
 
@@ -80,42 +86,62 @@ def install_comms(iopub: IOPub) -> CommManager:
 
 
 class CommRunner:
-    """Runs the handlers of incoming comm messages in their own queue on the shell caller.
+    """Runs the handlers of incoming comm messages in their own queue on a shell's caller.
 
-    Made with the kernel (its counters are part of the caller state from the start);
-    [start][async_kernel._kernel.comms.CommRunner.start] gives it the parts `Kernel.run()` makes.
+    The main shell's is made with the kernel (its counters are part of the caller state from
+    the start), a subshell's with the subshell;
+    [start][async_kernel._kernel.comms.CommRunner.start] gives it the parts it runs with.
     """
 
-    def __init__(self, interrupts: InterruptController) -> None:
+    def __init__(self, interrupts: ShellInterrupts, *, subshell_id: str | None = None) -> None:
         self._interrupts = interrupts
-        self.stats = ShellQueueStats("comm_msg")
+        self.stats = ShellQueueStats("comm_msg", subshell_id)
         """The comm queue's row of the caller state (pending, running since)."""
+        self._on_closed: Callable[[], None] | None = None
         # Set by start():
         self._caller: Caller
         self._manager: CommManager
         self._iopub: IOPub
 
     def start(self, *, caller: Caller, manager: CommManager, iopub: IOPub) -> None:
-        """Run handlers of `manager` on `caller` (the shell caller). Once, before serving."""
+        """Run handlers of `manager` on `caller` (the shell's caller). Once, before the first
+        message is routed here (any thread)."""
         self._caller = caller
         self._manager = manager
         self._iopub = iopub
 
     def enqueue(self, idents: Idents, msg: Message) -> None:
-        """The route of comm_open, comm_msg and comm_close: queue it on the shell caller.
+        """The route of comm_open, comm_msg and comm_close: queue it on the shell's caller.
 
         ShellChannel thread only.
         """
         self.stats.pending += 1  # before it is queued: never running nor pending in between
-        self._caller._queue_bookkeeping(self.comm_message, idents, msg)
+        try:
+            self._caller._queue_bookkeeping(self.comm_message, idents, msg)
+        except BaseException:
+            self.stats.pending -= 1
+            raise
 
-    async def comm_message(self, idents: Idents, msg: Message) -> None:
+    def close(self, on_closed: Callable[[], None]) -> None:
+        """Call `on_closed()` in the shell's thread once every message queued so far has been
+        handled (the subshell is being deleted). Call it in the thread that routes messages
+        here, after the last one was routed. Once."""
+        self._on_closed = on_closed
+        self._caller._queue_bookkeeping(self.comm_message, [], None)
+
+    async def comm_message(self, idents: Idents, msg: Message | None) -> None:
         """Run a comm message's handler, containing whatever it raises. Shell thread only.
 
         An error in a handler (any BaseException: a KeyboardInterrupt from an interrupt
         included) is logged and published as an `error` addressed to the comm message; the
-        comm queue and the kernel go on.
+        comm queue and the kernel go on. `msg` None is the end of the queue that `close()`
+        queued.
         """
+        if msg is None:
+            on_closed, self._on_closed = self._on_closed, None
+            if on_closed is not None:
+                on_closed()
+            return
         stats = self.stats
         # Running before it stops being pending: the `working` rule, which reads `pending` then
         # `running_since`, sees no gap between the two.

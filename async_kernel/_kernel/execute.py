@@ -1,28 +1,34 @@
-"""Execute requests: one at a time, in the order they arrived, on the shell caller.
+"""Execute requests: one at a time, in the order they arrived, on a shell's caller.
 
-The ShellChannel thread routes each `execute_request` to
+Each shell has an [Executor][async_kernel._kernel.execute.Executor]: the main shell's runs on the
+shell caller (the main thread), each subshell's on that subshell's caller. The ShellChannel
+thread routes each `execute_request` to its shell's
 [Executor.enqueue][async_kernel._kernel.execute.Executor.enqueue], which numbers it and appends
-it to a `queue_call` queue on the shell caller. That queue runs
+it to a `queue_call` queue on the shell's caller. That queue runs
 [Executor.execute_request][async_kernel._kernel.execute.Executor.execute_request] for each request
-in turn, in the shell thread: busy, `execute_input`, the cell (IPython's `run_cell_async`, inside
-the interrupt controller's cancel scope and the cell's stdin route), the cell's buffered output,
-`execute_reply`, idle.
+in turn, in the shell's thread: busy, `execute_input`, the cell (IPython's `run_cell_async`,
+inside the shell's cancel scope and the cell's stdin route), the cell's buffered output,
+`execute_reply`, idle. Executors of different shells run at the same time, on one shared
+IPython shell and user namespace; the shell claims each stored cell's execution count under a
+lock ([KernelShell.claim_execution_count][async_kernel._kernel.shell.KernelShell.claim_execution_count]),
+so two cells never get the same count.
 
 Aborting: when a cell fails and its request has `stop_on_error` (the default), every request
-received until then is aborted; a shutdown request aborts every request received so far. An
-aborted request is answered `status: "aborted"` without running. The router numbers requests as
-they arrive and an abort records the number received so far, so which requests an abort reaches
-does not depend on how far the queue has got.
+received until then by the same shell is aborted (other shells' queues are not touched); a
+shutdown request aborts every request received so far. An aborted request is answered
+`status: "aborted"` without running. The router numbers requests as they arrive and an abort
+records the number received so far, so which requests an abort reaches does not depend on how far
+the queue has got.
 
 Input history is written to its database once the execute queue has been idle for
 `history_write_delay` seconds, not after every cell. The delay is timed on another caller (the
-control caller) and the write itself is a `call_direct` on the shell caller, so this
+control caller) and the write itself is a `call_direct` on the shell's caller, so this
 bookkeeping never counts as a scheduled or active call there: an idle kernel's caller state
 says `working: false` however soon it is asked after a cell.
 
-The execute queue is a bookkeeping queue of the shell caller (`Caller._queue_bookkeeping`): the
+The execute queue is a bookkeeping queue of its shell's caller (`Caller._queue_bookkeeping`): the
 requests are counted in `stats` (pending, running since), which the `working` rule reads, and
-not as the shell caller's user calls.
+not as that caller's user calls.
 """
 
 from __future__ import annotations
@@ -39,42 +45,64 @@ from async_kernel._kernel.state_replies import ShellQueueStats
 from async_kernel.caller import CallerStoppedError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from async_kernel._kernel.channels import SocketChannel
-    from async_kernel._kernel.interrupts import InterruptController
+    from async_kernel._kernel.interrupts import ShellInterrupts
     from async_kernel._kernel.iostream import IOPub, OutStream
     from async_kernel._kernel.shell import KernelShell
     from async_kernel._kernel.stdin import StdinBridge
     from async_kernel.caller import Caller
 
-__all__ = ["Executor"]
+__all__ = ["ExecuteRecord", "Executor"]
 
 logger = logging.getLogger("async_kernel.execute")
 
 
-class Executor:
-    """Runs the execute requests, one at a time, and keeps their counters.
+class ExecuteRecord:
+    """What every shell's executor records for the kernel as a whole (plain attributes, written
+    by the shells' threads and read by any, without a lock)."""
 
-    Made with the kernel (its counters are part of the caller state from the start);
-    [start][async_kernel._kernel.execute.Executor.start] gives it the parts `Kernel.run()` makes.
-    The counters (`stats`, `execution_count`, `last_parent`) are plain attributes written by one
-    thread and read by any, without a lock.
+    def __init__(self) -> None:
+        self.last_parent: Message | None = None
+        """The execute request that started last, in any shell: output whose context names no
+        request goes to it."""
+        self.execution_count = 0
+        """The count of the last non-silent cell to finish, in any shell, as in its
+        execute_reply."""
+
+
+class Executor:
+    """Runs one shell's execute requests, one at a time, and keeps their counters.
+
+    The main shell's is made with the kernel (its counters are part of the caller state from
+    the start), a subshell's with the subshell;
+    [start][async_kernel._kernel.execute.Executor.start] gives it the parts it runs with. The
+    counters (`stats`, and the shared `record`) are plain attributes written by one thread and
+    read by any, without a lock.
     """
 
     history_write_delay: float = 0.5
     """Seconds of execute-queue idleness before input history is written to its database."""
 
-    def __init__(self, interrupts: InterruptController) -> None:
+    def __init__(
+        self,
+        interrupts: ShellInterrupts,
+        record: ExecuteRecord | None = None,
+        *,
+        subshell_id: str | None = None,
+    ) -> None:
         self._interrupts = interrupts
-        self.stats = ShellQueueStats("execute_request")
+        self.record = ExecuteRecord() if record is None else record
+        """Shared by every shell's executor: the last request started, the last count."""
+        self.subshell_id = subshell_id
+        """The subshell whose requests this runs; None for the main shell."""
+        self.stats = ShellQueueStats("execute_request", subshell_id)
         """The execute queue's row of the caller state (pending, running since)."""
-        self.execution_count = 0
-        """The count of the last non-silent cell, as in its execute_reply."""
-        self.last_parent: Message | None = None
-        """The execute request that started last: output whose context names no request goes to
-        it."""
         self._received = 0  # execute requests received (ShellChannel thread)
         self._abort_through = 0  # execute requests received up to this number are aborted
         self._history_write_scheduled = False
+        self._on_closed: Callable[[], None] | None = None
         # Set by start():
         self._caller: Caller
         self._timer: Caller
@@ -85,6 +113,16 @@ class Executor:
         self._stdin: StdinBridge
         self._stdout: OutStream
         self._stderr: OutStream
+
+    @property
+    def last_parent(self) -> Message | None:
+        """The execute request that started last, in any shell. Any thread."""
+        return self.record.last_parent
+
+    @property
+    def execution_count(self) -> int:
+        """The count of the last non-silent cell, in any shell, as in its execute_reply."""
+        return self.record.execution_count
 
     def start(
         self,
@@ -99,11 +137,11 @@ class Executor:
         stdout: OutStream,
         stderr: OutStream,
     ) -> None:
-        """Run requests on `caller` (the shell caller) in `shell`, replying on `channel`.
+        """Run requests on `caller` (the shell's caller) in `shell`, replying on `channel`.
 
         `timer` (the control caller, which never runs user code) times the deferred history
-        write, so the shell caller's counters hold user calls only. Shell thread, once, before
-        the shell socket is served.
+        write, so the shell caller's counters hold user calls only. Once, before the first
+        request is routed here (any thread).
         """
         self._caller = caller
         self._timer = timer
@@ -117,13 +155,20 @@ class Executor:
         self._defer_history_writes()
 
     def enqueue(self, idents: Idents, msg: Message) -> None:
-        """The route of `execute_request`: number it and queue it on the shell caller.
+        """The route of `execute_request`: number it and queue it on the shell's caller.
 
         ShellChannel thread only (the numbering takes no lock).
+
+        Raises:
+            CallerStoppedError: the shell's caller has stopped (the kernel is shutting down).
         """
         self._received += 1
         self.stats.pending += 1  # before it is queued: never running nor pending in between
-        self._caller._queue_bookkeeping(self.execute_request, idents, msg, self._received)
+        try:
+            self._caller._queue_bookkeeping(self.execute_request, idents, msg, self._received)
+        except BaseException:
+            self.stats.pending -= 1
+            raise
 
     def abort_received(self) -> None:
         """Abort every execute request received so far that has not started (shutdown).
@@ -132,11 +177,28 @@ class Executor:
         """
         self._abort_through = self._received
 
-    async def execute_request(self, idents: Idents, msg: Message, number: int) -> None:
+    def close(self, on_closed: Callable[[], None]) -> None:
+        """Abort every request received so far, then call `on_closed()` in the shell's thread
+        once each of them has been answered (the subshell is being deleted).
+
+        Call it in the thread that routes requests here, after the last one was routed, so
+        nothing can be queued behind the end of the queue. Once.
+        """
+        self.abort_received()
+        self._on_closed = on_closed
+        self._caller._queue_bookkeeping(self.execute_request, [], None, 0)
+
+    async def execute_request(self, idents: Idents, msg: Message | None, number: int) -> None:
         """Answer execute request number `number`: busy, run it (or abort it), reply, idle.
 
-        Shell thread only: the execute queue calls it.
+        `msg` None is the end of the queue that `close()` queued. Shell thread only: the
+        execute queue calls it.
         """
+        if msg is None:
+            on_closed, self._on_closed = self._on_closed, None
+            if on_closed is not None:
+                on_closed()
+            return
         stats = self.stats
         aborted = number <= self._abort_through
         if not aborted:
@@ -146,7 +208,7 @@ class Executor:
         stats.pending -= 1
         content = msg["content"]
         current_parent.set(msg)
-        self.last_parent = msg
+        self.record.last_parent = msg
         try:
             self._iopub.status("busy", msg, execute=True)
         except BaseException:
@@ -190,10 +252,6 @@ class Executor:
             self._interrupts.cell(msg["header"].get("msg_id")) as scope,
             self._stdin.route(msg, idents, allow_stdin),
         ):
-            if not silent:
-                self._iopub.publish(
-                    "execute_input", {"code": code, "execution_count": shell.execution_count}, msg
-                )
             shell.last_error = None
             cell_id = msg.get("metadata", {}).get("cellId")
             preprocessing_error = None
@@ -201,22 +259,33 @@ class Executor:
                 transformed = shell.transform_cell(code)
             except Exception:
                 transformed, preprocessing_error = code, sys.exc_info()
-            if scope.cancel_called:  # shutting down: the cell does not start
-                result = None
-            else:
-                result = await shell.run_cell_async(
-                    code,
-                    store_history=store_history,
-                    silent=silent,
-                    cell_id=cell_id,
-                    transformed_cell=transformed,
-                    preprocessing_exc_tuple=preprocessing_error,
-                )
+            # A stored cell holds the count from here until IPython has claimed it (cells of
+            # other shells may start meanwhile): execute_input shows the count the cell gets.
+            count = shell.claim_execution_count() if store_history else shell.execution_count
+            try:
+                if not silent:
+                    self._iopub.publish(
+                        "execute_input", {"code": code, "execution_count": count}, msg
+                    )
+                if scope.cancel_called:  # shutting down: the cell does not start
+                    result = None
+                else:
+                    result = await shell.run_cell_async(
+                        code,
+                        store_history=store_history,
+                        silent=silent,
+                        cell_id=cell_id,
+                        transformed_cell=transformed,
+                        preprocessing_exc_tuple=preprocessing_error,
+                    )
+            finally:
+                claimed = shell.release_execution_count()
         interrupted = scope.cancel_called
-        # The counter counts cells stored in history; IPython has moved it past the last one.
-        count = shell.execution_count - 1
+        # Not stored (silent, store_history off, empty, or never started): the count of the
+        # last stored cell, as IPython reports it.
+        count = shell.execution_count - 1 if claimed is None else claimed
         if not silent:
-            self.execution_count = count
+            self.record.execution_count = count
         failed = result is None or not result.success or interrupted
         if failed:
             error = shell.last_error

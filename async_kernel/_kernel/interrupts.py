@@ -1,10 +1,15 @@
-"""Interrupting the running cell, whether it awaits or blocks the shell thread, and nothing else.
+"""Interrupting the running cells, whether they await or block their shells' threads; nothing else.
 
-An `interrupt_request` arrives on the control thread. It does two things:
+Interrupts are kernel-wide: an `interrupt_request` (it names no subshell) reaches the main shell
+and every subshell ([ShellInterrupts][async_kernel._kernel.interrupts.ShellInterrupts], one per
+shell, all held by the [InterruptController][async_kernel._kernel.interrupts.InterruptController]).
+It arrives on the control thread and, for each shell, does two things:
 
-1. cancels the running cell's cancel scope, from the shell loop (this stops a cell that awaits);
-2. signals the shell thread with SIGINT. The kernel's SIGINT handler raises KeyboardInterrupt
-   only inside the *running cell's own execution*: when the interrupted stack passes through
+1. cancels the shell's running cell's cancel scope, from that shell's loop (this stops a cell
+   that awaits);
+2. for the main shell, signals the shell thread with SIGINT. The kernel's SIGINT handler raises
+   KeyboardInterrupt only inside the *running cell's own execution*: when the interrupted stack
+   passes through
    IPython's `run_code` (which runs the cell's code and handles KeyboardInterrupt) and the
    interrupted frame is above it, i.e. the cell's code (or what it calls) is executing right
    now. Anything else the shell thread may be running at that instant (the event loop's
@@ -20,6 +25,15 @@ An `interrupt_request` arrives on the control thread. It does two things:
 When no cell runs but a comm handler does (a widget callback that spins), the interrupt targets
 that handler the same way: the stack must pass through the kernel's comm dispatch frame.
 
+Signals reach only the main thread, so a subshell (a thread of its own) gets the KeyboardInterrupt
+another way: a helper thread looks at the subshell thread's current frame
+(`sys._current_frames()`) with the same test as the SIGINT handler and, when it passes, raises
+KeyboardInterrupt in that thread with `PyThreadState_SetAsyncExc`, re-checking at once and
+withdrawing it if the thread has moved on; it looks again every `LOOK_INTERVAL` seconds until
+then. Python raises such an exception at the thread's next bytecode boundary, so a subshell cell
+blocked inside one C call (`time.sleep`, a lock) is interrupted when that call returns; a cell
+that awaits is cancelled at once, as in the main shell.
+
 The kernel installs its handler before the event loop starts, so neither asyncio nor trio
 installs its own (which would cancel the whole kernel on SIGINT). Stray SIGINTs (Ctrl-C in the
 terminal that launched the kernel) therefore only ever interrupt user code, never the kernel.
@@ -28,8 +42,10 @@ terminal that launched the kernel) therefore only ever interrupt user code, neve
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
+import sys
 import sysconfig
 import threading
 from collections.abc import Iterator
@@ -42,10 +58,14 @@ import async_kernel
 from async_kernel._interruptible import INTERRUPTIBLE
 from async_kernel.caller import Caller
 
-__all__ = ["InterruptController", "in_kernel_code", "interrupts_execution_of"]
+__all__ = ["InterruptController", "ShellInterrupts", "in_kernel_code", "interrupts_execution_of"]
 
 RESIGNAL_INTERVAL = 0.1
 """Seconds between repeated SIGINTs while an interrupt waits for its target to be executing."""
+
+LOOK_INTERVAL = 0.02
+"""Seconds between looks at a subshell thread's frame while an interrupt waits for its target to
+be executing (a look is cheap: no signal, no wake-up of the thread)."""
 
 RUN_CODE: CodeType = InteractiveShell.run_code.__code__
 """The code of IPython's `run_code`: a cell's code runs directly above a frame of it."""
@@ -106,37 +126,127 @@ def _is_library(filename: str) -> bool:
 
 
 class InterruptController:
-    """Tracks the running cell (and comm handler) and interrupts it on request (thread-safe)."""
+    """Every shell's interrupts, and the SIGINT handler (thread-safe).
+
+    `main` is the main shell's (made here, so that the main shell's executor can be made with
+    the kernel); [add_shell][async_kernel._kernel.interrupts.InterruptController.add_shell]
+    makes a subshell's. [interrupt][async_kernel._kernel.interrupts.InterruptController.interrupt]
+    reaches them all.
+    """
 
     def __init__(self) -> None:
-        self._shell: Caller | None = None
-        self._main_thread_id = threading.main_thread().ident
-        self._cell_id: str | None = None
-        self._scope: anyio.CancelScope | None = None
-        self._comm_entry: CodeType | None = None
-        self._comm_running = 0
-        # What the armed SIGINT handler may interrupt: RUN_CODE, the comm entry, or None; and
-        # for a cell, the scope of the cell it was armed for (a later cell is never hit).
-        self._target: CodeType | None = None
-        self._target_scope: anyio.CancelScope | None = None
-        self._generation = 0
+        self._lock = threading.Lock()
         self._closing = False
+        self._comm_entry: CodeType | None = None
+        self._by_thread: dict[int, ShellInterrupts] = {}
+        self.main = ShellInterrupts(self, by_signal=True)
+        """The main shell's running cell and comm handlers (SIGINT reaches them)."""
+        self._shells: list[ShellInterrupts] = [self.main]
 
     def install(self, shell: Caller, *, comm_entry: CodeType | None = None) -> None:
-        """Install the SIGINT handler (main thread only) and remember the shell caller.
+        """Install the SIGINT handler (main thread only) and bind `main` to the shell caller.
 
         `comm_entry` is the code of the function that dispatches comm messages to their
-        handlers; an interrupt while no cell runs targets the handler running above it.
+        handlers; an interrupt while no cell runs targets the handler running above it. Once,
+        before any subshell is added.
         """
-        self._shell = shell
         self._comm_entry = comm_entry
+        self.main.bind(shell)
         if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, self._on_sigint)
+            signal.signal(signal.SIGINT, self.main._on_sigint)
 
     def uninstall(self) -> None:
         """Give SIGINT back to Python's default handler (main thread only; at shutdown)."""
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def add_shell(self, caller: Caller) -> ShellInterrupts:
+        """A subshell's interrupts: its cells and comm handlers run in `caller`. Any thread.
+
+        Interrupts reach it until [remove_shell][async_kernel._kernel.interrupts.InterruptController.remove_shell].
+        """
+        shell = ShellInterrupts(self, by_signal=False)
+        shell.bind(caller)
+        with self._lock:
+            self._shells.append(shell)
+        return shell
+
+    def remove_shell(self, shell: ShellInterrupts) -> None:
+        """Stop interrupts reaching a subshell that has ended. Any thread; idempotent."""
+        with self._lock:
+            if shell in self._shells:
+                self._shells.remove(shell)
+            if shell.thread_id is not None and self._by_thread.get(shell.thread_id) is shell:
+                del self._by_thread[shell.thread_id]
+
+    def _bound(self, shell: ShellInterrupts, thread_id: int) -> None:
+        with self._lock:
+            self._by_thread[thread_id] = shell
+
+    @property
+    def comm_entry(self) -> CodeType | None:
+        """The code of the comm dispatch function (see `install`)."""
+        return self._comm_entry
+
+    @property
+    def closing(self) -> bool:
+        """The kernel is shutting down: every cell that starts is cancelled."""
+        return self._closing
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether an interrupt has cancelled the running cell of the shell of this thread.
+
+        In a shell's thread (False elsewhere): the shell's traceback display asks it.
+        """
+        shell = self._by_thread.get(threading.get_ident())
+        return shell is not None and shell.cancelled
+
+    def close(self) -> None:
+        """Interrupt every running cell and cancel any cell that starts from now on (shutdown)."""
+        self._closing = True
+        self.interrupt()
+
+    def interrupt(self) -> None:
+        """Interrupt every shell's running cell, else its running comm handler. Any thread."""
+        with self._lock:
+            shells = list(self._shells)
+        for shell in shells:
+            shell.interrupt()
+
+
+class ShellInterrupts:
+    """One shell's running cell and comm handlers, and how an interrupt reaches them.
+
+    The main shell's ([InterruptController.main][async_kernel._kernel.interrupts.InterruptController])
+    is reached by SIGINT, a subshell's by an asynchronous exception (see the module doc). `cell`
+    and `comm_handler` are used in the shell's own thread; `interrupt` and `close` from any.
+    """
+
+    def __init__(self, controller: InterruptController, *, by_signal: bool) -> None:
+        self._controller = controller
+        self._by_signal = by_signal
+        self._shell: Caller | None = None
+        self.thread_id: int | None = None
+        """The ident of the shell's thread (once bound)."""
+        self._main_thread_id = threading.main_thread().ident
+        self._cell_id: str | None = None
+        self._scope: anyio.CancelScope | None = None
+        self._comm_running = 0
+        # What the armed interrupt may interrupt: RUN_CODE, the comm entry, or None; and for a
+        # cell, the scope of the cell it was armed for (a later cell is never hit).
+        self._target: CodeType | None = None
+        self._target_scope: anyio.CancelScope | None = None
+        self._generation = 0
+        self._closing = False
+
+    def bind(self, shell: Caller) -> None:
+        """Run this shell's cells in `shell` (its caller). Once, before its first cell."""
+        self._shell = shell
+        thread = shell.thread
+        if thread is not None and thread.ident is not None:
+            self.thread_id = thread.ident
+            self._controller._bound(self, thread.ident)
 
     @contextlib.contextmanager
     def cell(self, cell_id: str | None) -> Iterator[anyio.CancelScope]:
@@ -145,7 +255,7 @@ class InterruptController:
             self._cell_id, self._scope = cell_id, scope
             # Set the scope, then look at `_closing`; `close()` does the reverse. So a cell
             # entering while the kernel shuts down is either cancelled here or seen there.
-            if self._closing:
+            if self._closing or self._controller.closing:
                 scope.cancel()
             try:
                 yield scope
@@ -162,7 +272,7 @@ class InterruptController:
             yield
         finally:
             self._comm_running -= 1
-            if not self._comm_running and self._target is self._comm_entry:
+            if not self._comm_running and self._target is self._controller.comm_entry:
                 self._target = None
 
     @property
@@ -172,7 +282,8 @@ class InterruptController:
         return scope is not None and scope.cancel_called
 
     def close(self) -> None:
-        """Interrupt the running cell and cancel any cell that starts from now on (shutdown)."""
+        """Interrupt this shell's running cell and cancel any of its cells that starts from now
+        on (the subshell is being deleted). Any thread."""
         self._closing = True
         self.interrupt()
 
@@ -182,6 +293,7 @@ class InterruptController:
         if shell is None:
             return
         scope, cell_id = self._scope, self._cell_id
+        comm_entry = self._controller.comm_entry
         if scope is not None:
             target: CodeType | None = RUN_CODE
 
@@ -191,19 +303,24 @@ class InterruptController:
 
             with contextlib.suppress(RuntimeError):
                 shell.call_direct(cancel_if_same_cell)
-        elif self._comm_running and self._comm_entry is not None:
-            target = self._comm_entry
+        elif self._comm_running and comm_entry is not None:
+            target = comm_entry
         else:
             return
-        if self._main_thread_id is None or shell.thread is not threading.main_thread():
-            return  # signals reach only the main thread; the cancel scope has to do
         self._generation += 1
         generation = self._generation
         self._target_scope = scope
         self._target = target
-        signal.pthread_kill(self._main_thread_id, signal.SIGINT)
+        if self._by_signal:
+            if self._main_thread_id is None or shell.thread is not threading.main_thread():
+                self._target = None
+                return  # signals reach only the main thread; the cancel scope has to do
+            signal.pthread_kill(self._main_thread_id, signal.SIGINT)
+            aim = self._resignal
+        else:
+            aim = self._raise_in_thread
         threading.Thread(
-            target=self._resignal, args=(generation,), name="InterruptResignal", daemon=True
+            target=aim, args=(generation,), name="InterruptResignal", daemon=True
         ).start()
 
     def _resignal(self, generation: int) -> None:
@@ -217,6 +334,42 @@ class InterruptController:
             ):
                 return
             signal.pthread_kill(self._main_thread_id, signal.SIGINT)
+
+    def _raise_in_thread(self, generation: int) -> None:
+        """Raise KeyboardInterrupt in the subshell's thread once it runs its target's own code,
+        looking now and then every `LOOK_INTERVAL` while interrupt `generation` stands."""
+        thread_id = self.thread_id
+        if thread_id is None:
+            return
+        pause = threading.Event()
+        while True:
+            if not self._still_aimed() or self._generation != generation:
+                return
+            if self._deliver(thread_id):
+                return
+            if pause.wait(LOOK_INTERVAL):
+                return
+
+    def _deliver(self, thread_id: int) -> bool:
+        """Raise KeyboardInterrupt in thread `thread_id` if it runs the target's own code now.
+
+        The look, the raise and the second look take microseconds of this thread's time slice
+        (ctypes' `pythonapi` calls keep the GIL), far less than the interpreter's switch
+        interval, so the target thread can hardly move on in between; the second look withdraws
+        the exception if it has. Once raised, it lands at the target's next bytecode boundary:
+        in the code just looked at, or at the first instruction of a function it calls, before
+        that function has done anything.
+        """
+        target = self._target
+        if target is None or not _runs_target(thread_id, target):
+            return False
+        if _set_async_exc(thread_id, KeyboardInterrupt) != 1:
+            return True  # the thread is gone
+        if not _runs_target(thread_id, target):
+            _set_async_exc(thread_id, None)
+            return False
+        self._target = None
+        return True
 
     def _still_aimed(self) -> bool:
         """Whether the armed interrupt's target still runs: the same cell, or a comm handler.
@@ -244,3 +397,17 @@ class InterruptController:
             self._target = None
             raise KeyboardInterrupt
         # Not the target's own code right now: the resignal thread tries again shortly.
+
+
+def _runs_target(thread_id: int, target: CodeType) -> bool:
+    """Whether thread `thread_id` executes the target's own code right now (see the module doc)."""
+    frame = sys._current_frames().get(thread_id)
+    return interrupts_execution_of(frame, target) and not in_kernel_code(frame, target)
+
+
+def _set_async_exc(thread_id: int, exc: type[BaseException] | None) -> int:
+    """`PyThreadState_SetAsyncExc`: raise `exc` in thread `thread_id` at its next bytecode
+    boundary, or withdraw a pending one (`exc` None). The number of threads it changed."""
+    arg = None if exc is None else ctypes.py_object(exc)
+    changed: int = ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), arg)
+    return changed

@@ -7,7 +7,9 @@ flushed, so output keeps the order the cell produced it in.
 [OutStream][async_kernel._kernel.iostream.OutStream] appends writes to a buffer (cheap, thread-safe) and
 publishes them on a short interval, at `flush()`, and before any other iopub message. Text goes
 to the request found in the writer's context (`current_parent`), else to the latest execute
-request, so output from threads and callers reaches the cell that started the work.
+request, so output from threads and callers reaches the cell that started the work. Each
+shell's cells run in their shell's own context, so a subshell cell's output is addressed to its
+request while the main shell's cell writes to its own, at the same time.
 [install_streams][async_kernel._kernel.iostream.install_streams] makes them `sys.stdout` and
 `sys.stderr`.
 """
@@ -32,10 +34,12 @@ class IOPub:
 
     **Status truth.** JupyterLab and jupyter_server keep one last-writer-wins execution state per
     kernel, so the kernel's last `status` must be its real state. Every request gets its own
-    `busy` and `idle`; while an execute request runs, the idle of any other request is followed
-    by `busy` again, addressed to the running execute. The rule is applied in the iopub thread,
-    where every status passes in the order it goes on the wire, so a re-published busy can never
-    follow the execute's own idle, however the threads race.
+    `busy` and `idle`; while an execute request runs (in any shell: the main shell or a
+    subshell), the idle of any other request, another shell's execute included, is followed by
+    `busy` again, addressed to the running execute (the latest started, if several run). The
+    rule is applied in the iopub thread, where every status passes in the order it goes on the
+    wire, so a re-published busy can never follow the idle of the execute it is addressed to,
+    however the threads race.
     """
 
     def __init__(self, channel: SocketChannel, messenger: Messenger) -> None:
@@ -75,7 +79,8 @@ class IOPub:
         """Publish `status` (busy / idle / starting) for `parent`. Thread-safe.
 
         `execute` marks the busy and idle that bracket an execute request: between them, the
-        idle of any other request is followed by `busy` for the running execute.
+        idle of any other request (another shell's execute included) is followed by `busy` for
+        the running execute.
         """
         if state != "busy":
             for stream in self.streams:
@@ -97,7 +102,7 @@ class IOPub:
                 running[msg_id] = parent or {}
             else:
                 running.pop(msg_id, None)
-        elif state == "idle" and running:
+        if state == "idle" and running:
             current = next(reversed(running.values()))
             busy = self._messenger.build("status", {"execution_state": "busy"}, current)
             self._channel.send_now(self._messenger.frames(busy, [b"status"]))

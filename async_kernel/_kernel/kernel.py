@@ -6,18 +6,21 @@ own and the modules (of `async_kernel._kernel`) whose code they run:
 | thread | owns | runs |
 | --- | --- | --- |
 | `MainThread` (shell caller) | | user code: the execute queue (`execute`), the comm queue (`comms`) |
-| `ControlThread` | control | the control routes (`routing`); the parent-process watch (`lifecycle`) |
-| `ShellChannel` | shell, stdin | the shell routes (`routing`, `queries`, `comms`); input replies (`stdin`) |
+| `subshell-<id8>` (one per subshell) | | user code: the subshell's execute queue, and its comm queue if `comms_in_subshells` (`subshells`) |
+| `ControlThread` | control | the control routes (`routing`), subshells made and deleted (`subshells`); the parent-process watch (`lifecycle`) |
+| `ShellChannel` | shell, stdin | the shell routes (`routing`, `queries`, `comms`, `subshells`); input replies (`stdin`) |
 | `Introspection` | | completion and inspection (user code) with a time limit (`introspection`) |
 | `IOPub` | iopub | sends what every other thread publishes (`iostream`) |
 | `Heartbeat` | heartbeat | a plain zmq echo device (`lifecycle`) |
 
 Routes by message type (`Kernel._set_routes`): `execute_request` goes to a `queue_call` queue on
-the shell caller (one at a time, in order); comm messages to their own queue there (so widgets
-stay live while a cell awaits); complete and inspect to the introspection worker; kernel_info,
-comm_info, is_complete and history are answered in the ShellChannel thread; control requests
-(interrupt, shutdown, kernel_info, usage, caller_state) in the ControlThread. So every request
-but an execute is answered while a cell awaits or blocks. The threads that route messages
+the shell caller (one at a time, in order), or on its subshell's caller when its header names a
+subshell; comm messages to their own queue on the shell caller (so widgets stay live while a
+cell awaits, and stay on one event loop), or on the subshell's caller if `comms_in_subshells`;
+complete and inspect to the introspection worker; kernel_info, comm_info, is_complete and history
+are answered in the ShellChannel thread; control requests (interrupt, shutdown, kernel_info,
+usage, caller_state, create/delete/list subshell) in the ControlThread. So every request but an
+execute is answered while a cell awaits or blocks. The threads that route messages
 (ShellChannel, ControlThread, IOPub) never run user code.
 
 `Kernel.run()` binds the sockets, makes the parts and wires them together, serves, and shuts down
@@ -26,6 +29,7 @@ in order (`lifecycle`).
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -36,7 +40,7 @@ from async_kernel._kernel.interrupts import InterruptController
 from async_kernel._kernel.introspection import Introspector
 from async_kernel._kernel.iostream import IOPub, OutStream, install_streams
 from async_kernel._kernel.lifecycle import Lifecycle, Sockets, watch_parent_process
-from async_kernel._kernel.messaging import Message, Messenger
+from async_kernel._kernel.messaging import Idents, Message, Messenger
 from async_kernel._kernel.queries import ShellQueries
 from async_kernel._kernel.quiet_threads import install as install_quiet_threads
 from async_kernel._kernel.routing import Router, error_content
@@ -47,11 +51,21 @@ from async_kernel._kernel.state_replies import (
     usage_content,
 )
 from async_kernel._kernel.stdin import StdinBridge
+from async_kernel._kernel.subshells import Subshell, SubshellTable, UnknownSubshellError
 from async_kernel.caller import Caller
 from async_kernel.pending import ThreadsafeEvent
 from async_kernel.wire import CALLER_STATE_REQUEST, USAGE_REQUEST, Backend, CallerStateReply
 
 __all__ = ["Kernel"]
+
+logger = logging.getLogger("async_kernel.kernel")
+
+COMM_TYPES = frozenset({"comm_open", "comm_msg", "comm_close"})
+"""The incoming comm messages (they have no reply)."""
+
+SUBSHELL_CLOSE_TIMEOUT = 1.0
+"""Seconds the shutdown waits, in all, for the subshells' callers to stop (a subshell cell stuck
+in a long C call is left behind), so the kernel exits within jupyter_client's shutdown wait."""
 
 
 class Kernel:
@@ -67,9 +81,18 @@ class Kernel:
         backend: Backend,
         *,
         introspection_time_limit: float = 5.0,
+        comms_in_subshells: bool = False,
     ) -> None:
         self.connection_info = connection_info
         self.introspection_time_limit = introspection_time_limit
+        self.comms_in_subshells = comms_in_subshells
+        """Run comm messages whose header names a subshell in that subshell (as ipykernel does)
+        instead of on the main shell. Read per message, so a cell may change it at run time
+        (`get_ipython().kernel.comms_in_subshells = True`). Off by default: widget callbacks
+        then all run on the main shell's event loop, where they run while a cell awaits; on,
+        they run in the subshell's thread, also while the main shell blocks, but at the same
+        time as the main shell's code, which libraries that are not thread-safe do not
+        survive."""
         self.backend: Backend = backend
         key = connection_info.get("key", "")
         self.messenger = Messenger(
@@ -78,22 +101,23 @@ class Kernel:
         )
         self.started = time.time()
         self.interrupts = InterruptController()
-        self.executor = Executor(self.interrupts)
-        """Runs execute requests on the shell caller."""
-        self.comm_runner = CommRunner(self.interrupts)
+        self.executor = Executor(self.interrupts.main)
+        """Runs the main shell's execute requests on the shell caller."""
+        self.comm_runner = CommRunner(self.interrupts.main)
         """Runs comm messages' handlers on the shell caller."""
         self._shutdown = ThreadsafeEvent()
         self._kernel_info_content: dict[str, Any] | None = None
 
     @property
     def last_execute_parent(self) -> Message | None:
-        """The execute request that started last; output whose context names no request goes
-        to it. Any thread."""
+        """The execute request that started last, in any shell; output whose context names no
+        request goes to it. Any thread."""
         return self.executor.last_parent
 
     @property
     def execution_count(self) -> int:
-        """The count of the last non-silent cell, as in its execute_reply. Any thread."""
+        """The count of the last non-silent cell, in any shell, as in its execute_reply. Any
+        thread."""
         return self.executor.execution_count
 
     # --- life cycle (shell thread) -----------------------------------------------------------
@@ -151,20 +175,16 @@ class Kernel:
         self.iopub.streams = [self.stdout, self.stderr]
         restore_at_close(install_streams(self.stdout, self.stderr))
         self.shell = KernelShell.instance(iopub=self.iopub, kernel=self)
-        self.executor.start(
-            caller=self.shell_caller,
-            timer=self.control_caller,
-            shell=self.shell,
-            iopub=self.iopub,
-            channel=self.shell_channel,
-            messenger=self.messenger,
-            stdin=self.stdin,
-            stdout=self.stdout,
-            stderr=self.stderr,
-        )
+        self._start_executor(self.executor, self.shell_caller)
         self.comm_manager = install_comms(self.iopub)
         self.comm_runner.start(
             caller=self.shell_caller, manager=self.comm_manager, iopub=self.iopub
+        )
+        self.subshells = SubshellTable(
+            parent=self.shell_caller,
+            backend=self.backend,
+            make=self._make_subshell,
+            interrupts=self.interrupts,
         )
         self.queries = ShellQueries(self.shell, self.introspector)
         from async_kernel._kernel.magics import CallerMagics
@@ -174,10 +194,45 @@ class Kernel:
         self.interrupts.install(self.shell_caller, comm_entry=dispatch_comm.__code__)
         restore_at_close(self.interrupts.uninstall)
 
+    def _start_executor(self, executor: Executor, caller: Caller) -> None:
+        executor.start(
+            caller=caller,
+            timer=self.control_caller,
+            shell=self.shell,
+            iopub=self.iopub,
+            channel=self.shell_channel,
+            messenger=self.messenger,
+            stdin=self.stdin,
+            stdout=self.stdout,
+            stderr=self.stderr,
+        )
+
+    def _make_subshell(self, subshell_id: str, caller: Caller) -> Subshell:
+        """The parts of a new subshell around its running caller (the subshell table calls it,
+        in the control thread): its interrupts, executor and comm runner, and its routes."""
+        interrupts = self.interrupts.add_shell(caller)
+        executor = Executor(interrupts, self.executor.record, subshell_id=subshell_id)
+        self._start_executor(executor, caller)
+        comms = CommRunner(interrupts, subshell_id=subshell_id)
+        comms.start(caller=caller, manager=self.comm_manager, iopub=self.iopub)
+        main_comms = self.comm_runner
+
+        def comm_route(idents: Idents, msg: Message) -> None:
+            (comms if self.comms_in_subshells else main_comms).enqueue(idents, msg)
+
+        def end_inputs() -> None:
+            self.stdin.interrupt_subshell(subshell_id)
+
+        routes = {"execute_request": executor.enqueue, **dict.fromkeys(COMM_TYPES, comm_route)}
+        return Subshell(subshell_id, caller, executor, comms, interrupts, routes, end_inputs)
+
     def _set_routes(self) -> None:
         """Which message type goes where, per channel. Built once; looked up per message."""
         shell = self.shell_router
         executor, comms, queries = self.executor, self.comm_runner, self.queries
+        # A request whose header names a subshell goes to the subshell's routes first.
+        shell.subshells = self.subshells
+        shell.main_if_unknown_subshell = COMM_TYPES
         shell.routes = {
             # User code, on the shell caller: cells one at a time; comm handlers in their queue.
             "execute_request": executor.enqueue,
@@ -206,6 +261,9 @@ class Kernel:
             USAGE_REQUEST: lambda _: usage_content(),
             CALLER_STATE_REQUEST: lambda _: self.caller_state(),
             "debug_request": self._debug_request,
+            "create_subshell_request": self._create_subshell,
+            "delete_subshell_request": self._delete_subshell,
+            "list_subshell_request": self._list_subshells,
         }
 
     def request_shutdown(self) -> None:
@@ -220,6 +278,9 @@ class Kernel:
         streams: list[OutStream] = [
             getattr(self, name) for name in ("stdout", "stderr") if hasattr(self, name)
         ]
+        subshells: SubshellTable | None = getattr(self, "subshells", None)
+        if subshells is not None:  # first: their last replies need the shell socket
+            await subshells.close(SUBSHELL_CLOSE_TIMEOUT)
         await self.lifecycle.close(
             stdin=getattr(self, "stdin", None),
             streams=streams,
@@ -235,18 +296,23 @@ class Kernel:
     # --- requests that run no user code (ShellChannel or ControlThread) ----------------------
 
     def caller_state(self) -> CallerStateReply:
-        """The `caller_state_reply` content: cheap, lock-free, safe while the shell blocks.
+        """The `caller_state_reply` content: cheap, safe while any shell blocks.
 
-        Its `working` counts the execute and comm queues and the user calls of the shell
-        caller and of every caller that is not protected; the kernel's other callers (all
-        protected) never count. Any thread.
+        Its `working` counts the execute and comm queues of every shell and the user calls of
+        every shell's caller and of every caller that is not protected; the kernel's other
+        callers (all protected) never count. Any thread.
         """
+        queues = [self.executor.stats, self.comm_runner.stats]
+        shell_callers = [self.shell_caller]
+        for subshell in self.subshells.all():
+            queues += subshell.queues
+            shell_callers.append(subshell.caller)
         return caller_state_content(
             backend=self.backend,
             started=self.started,
             execution_count=self.executor.execution_count,
-            queues=[self.executor.stats, self.comm_runner.stats],
-            shell_caller=self.shell_caller,
+            queues=queues,
+            shell_callers=shell_callers,
         )
 
     def _kernel_info(self, msg: Message) -> dict[str, Any]:
@@ -258,9 +324,10 @@ class Kernel:
 
     def _shutdown_request(self, msg: Message) -> dict[str, Any]:
         restart = bool(msg["content"].get("restart", False))
-        # Queued cells will not run, and a running cell is interrupted, so the shell thread
-        # comes back to its loop and the process exits now rather than when it is killed.
+        # Queued cells will not run, and running cells are interrupted, so the shell threads
+        # come back to their loops and the process exits now rather than when it is killed.
         self.executor.abort_received()
+        self.subshells.abort_all()
         self.interrupts.close()
         self.stdin.close()
         # Reply first (the router sends it when this returns), then stop.
@@ -271,6 +338,21 @@ class Kernel:
         self.interrupts.interrupt()
         self.stdin.interrupt()
         return {"status": "ok"}
+
+    def _create_subshell(self, msg: Message) -> dict[str, Any]:
+        return {"status": "ok", "subshell_id": self.subshells.create()}
+
+    def _delete_subshell(self, msg: Message) -> dict[str, Any]:
+        subshell_id = msg["content"].get("subshell_id")
+        try:
+            self.subshells.delete(subshell_id)
+        except UnknownSubshellError as e:  # the client's mistake, or a race: no traceback
+            logger.warning("delete_subshell_request: %s", e)
+            return error_content(type(e).__name__, str(e))
+        return {"status": "ok"}
+
+    def _list_subshells(self, msg: Message) -> dict[str, Any]:
+        return {"status": "ok", "subshell_id": self.subshells.ids()}
 
     def _debug_request(self, msg: Message) -> dict[str, Any]:
         return error_content("DebuggerNotSupported", "async-kernel has no debugger")

@@ -1,18 +1,22 @@
-"""`%callers`: the kernel's Caller state, as the REST endpoint reports it."""
+"""`%callers`: the kernel's Caller state, as the REST endpoint reports it; `%subshell`: which
+subshell runs this cell, and the kernel's subshells."""
 
 from __future__ import annotations
 
 import json
+import os
+import threading
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.magic import Magics, line_magic, magics_class
 
+from async_kernel.caller import Caller
 from async_kernel.wire import CallerStateReply
 
 if TYPE_CHECKING:
     from async_kernel._kernel.kernel import Kernel
 
-__all__ = ["CallerMagics", "format_caller_state"]
+__all__ = ["CallerMagics", "format_caller_state", "format_subshell"]
 
 
 def format_caller_state(state: CallerStateReply) -> str:
@@ -27,7 +31,8 @@ def format_caller_state(state: CallerStateReply) -> str:
     ]
     for q in state["shell"]["queues"]:
         running = f"running for {q['running_for']:.3f}s" if q["running"] else "idle"
-        lines.append(f"  {q['msg_type']:<18} pending {q['pending']:<4} {running}")
+        shell = q.get("subshell_id") or "main"
+        lines.append(f"  {shell:<36} {q['msg_type']:<18} pending {q['pending']:<4} {running}")
     lines += ["", "callers:"]
     header = f"  {'name':<28} {'backend':<8} {'state':<9} {'sched':>5} {'active':>6} {'idle-w':>6}"
     lines.append(header)
@@ -42,6 +47,36 @@ def format_caller_state(state: CallerStateReply) -> str:
             running = "running" if cq["running"] else "idle"
             lines.append(f"      queue {cq['function']}: pending {cq['pending']}, {running}")
     return "\n".join(lines)
+
+
+def format_subshell(kernel: Kernel) -> str:
+    """What `%subshell` prints: the subshell of the calling thread (None for the main shell,
+    `unknown` for a thread of neither) and the kernel's subshells, as ipykernel's `%subshell`
+    does, with the caller that runs the thread. Any thread."""
+    thread = threading.current_thread()
+    try:
+        caller: Caller | None = Caller.get(thread=thread)
+    except RuntimeError:
+        caller = None
+    subshell = kernel.subshells.owner_of(caller)
+    if subshell is not None:
+        subshell_id: str | None = subshell.subshell_id
+    else:
+        shell = caller
+        while shell is not None and shell is not kernel.shell_caller:
+            shell = shell.parent
+        subshell_id = None if shell is not None else "unknown"
+    return "\n".join(
+        [
+            f"subshell id: {subshell_id}",
+            f"caller: {None if caller is None else caller.name}",
+            f"thread id: {thread.ident}",
+            f"main thread id: {threading.main_thread().ident}",
+            f"pid: {os.getpid()}",
+            f"thread count: {threading.active_count()}",
+            f"subshell list: {kernel.subshells.ids()}",
+        ]
+    )
 
 
 @magics_class
@@ -64,3 +99,9 @@ class CallerMagics(Magics):
         else:
             print(format_caller_state(state))
         return None
+
+    @line_magic
+    def subshell(self, line: str = "") -> None:
+        """Print the subshell running this cell (`None` for the main shell) and the kernel's
+        subshells, with this thread and its caller."""
+        print(format_subshell(self._kernel))

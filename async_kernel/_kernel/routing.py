@@ -12,23 +12,41 @@ kernel fills once, before serving:
 A request of any other type is answered with an `UnknownMessageType` error; an exception raised
 by a handler becomes an error reply too. Routers run in the threads that own the shell and
 control sockets (`ShellChannel`, `ControlThread`), which never run user code.
+
+A shell request whose header names a subshell (`subshell_id`) goes first to the kernel's
+`subshells` table, which hands it to that subshell's route for its type (an `execute_request`
+runs in the subshell); a type the subshell has no route for is answered here as for the main
+shell. A request naming an unknown (or deleted) subshell gets its own busy, an
+`UnknownSubshellError` error reply and idle, never silence, except the types in
+`main_if_unknown_subshell` (comm messages, which have no reply: a `comm_close` racing the
+deletion of its subshell must still close the comm), which are logged and handled as the main
+shell's.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import zmq
 
 from async_kernel._kernel.channels import SocketChannel
 from async_kernel._kernel.iostream import IOPub
 from async_kernel._kernel.messaging import Idents, Message, Messenger
+from async_kernel._kernel.subshells import UnknownSubshellError
 from async_kernel.caller import Caller
 from async_kernel.wire import CALLER_STATE_REPLY, CALLER_STATE_REQUEST, USAGE_REPLY, USAGE_REQUEST
 
-__all__ = ["AsyncHandler", "Handler", "Route", "Router", "error_content", "reply_type"]
+__all__ = [
+    "AsyncHandler",
+    "Handler",
+    "Route",
+    "Router",
+    "SubshellRoutes",
+    "error_content",
+    "reply_type",
+]
 
 logger = logging.getLogger("async_kernel.routing")
 
@@ -40,6 +58,17 @@ AsyncHandler = Callable[[Message], Awaitable[Mapping[str, Any]]]
 
 Route = Callable[[Idents, Message], None]
 """Hands a request on to where it is answered, and returns at once."""
+
+
+class SubshellRoutes(Protocol):
+    """Where the requests addressed to subshells go (the kernel's subshell table)."""
+
+    def route(
+        self, subshell_id: object, msg_type: str, idents: Idents, msg: Message
+    ) -> bool | None:
+        """Hand the request on: True if handed on, False if the subshell has no route for
+        `msg_type`, None if there is no such subshell."""
+
 
 _REPLY_TYPES = {CALLER_STATE_REQUEST: CALLER_STATE_REPLY, USAGE_REQUEST: USAGE_REPLY}
 """Replies named by the wire contract rather than by the `x_request` → `x_reply` rule."""
@@ -78,6 +107,10 @@ class Router:
         """Requests handed on elsewhere, by message type."""
         self.handlers: dict[str, Handler] = {}
         """Requests answered in the router's thread, by message type."""
+        self.subshells: SubshellRoutes | None = None
+        """Where requests whose header names a subshell go (the shell channel's router)."""
+        self.main_if_unknown_subshell: frozenset[str] = frozenset()
+        """Message types handled as the main shell's when the subshell they name is unknown."""
 
     def on_frames(self, frames: list[bytes]) -> None:
         """Parse a message and route it, or answer it. Owner's thread (the channel calls it)."""
@@ -86,12 +119,42 @@ class Router:
         except ValueError as e:
             logger.warning("Dropped a %s message: %s", self.channel.name, e)
             return
-        msg_type: str = msg["header"].get("msg_type", "")
+        header = msg["header"]
+        msg_type: str = header.get("msg_type", "")
+        subshell_id = header.get("subshell_id")
+        if subshell_id is not None and self.subshells is not None:
+            routed = self.subshells.route(subshell_id, msg_type, idents, msg)
+            if routed:
+                return
+            if routed is None:
+                if msg_type not in self.main_if_unknown_subshell:
+                    self._refuse_unknown_subshell(subshell_id, msg_type, idents, msg)
+                    return
+                logger.warning(
+                    "A %s names the unknown subshell %r: handled on the main shell",
+                    msg_type,
+                    subshell_id,
+                )
         route = self.routes.get(msg_type)
         if route is None:
             self._answer(msg_type, idents, msg)
         else:
             route(idents, msg)
+
+    def _refuse_unknown_subshell(
+        self, subshell_id: object, msg_type: str, idents: Idents, msg: Message
+    ) -> None:
+        """Busy, an error reply (for a request) and idle: the client learns the request was
+        not run, as it would for any other (a client tracks a request by its idle)."""
+        logger.warning("A %s names the unknown subshell %r: refused", msg_type, subshell_id)
+        self._iopub.status("busy", msg)
+        try:
+            if msg_type.endswith("_request"):
+                error = UnknownSubshellError(subshell_id)
+                content = error_content(type(error).__name__, str(error))
+                self.reply(reply_type(msg_type), content, msg, idents)
+        finally:
+            self._iopub.status("idle", msg)
 
     def _answer(self, msg_type: str, idents: Idents, msg: Message) -> None:
         """Answer a request that runs no user code: busy, reply, idle."""

@@ -16,6 +16,7 @@ import os
 import platform
 import socket
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,7 @@ from async_kernel.wire import (
     CALLER_STATE_FEATURE,
     CALLER_STATE_VERSION,
     PROTOCOL_VERSION,
+    SUBSHELLS_FEATURE,
     Backend,
     CallerStateReply,
     ShellQueueRow,
@@ -53,13 +55,15 @@ class ShellQueueStats:
         return self.pending > 0 or self.running_since is not None
 
     def row(self, now: float) -> ShellQueueRow:
+        """This queue's row; `running_for` counted to `now` (never negative: a request that
+        started after `now` was read has run for 0 s)."""
         since = self.running_since
         return {
             "msg_type": self.msg_type,
             "subshell_id": self.subshell_id,
             "pending": self.pending,
             "running": since is not None,
-            "running_for": None if since is None else round(now - since, 6),
+            "running_for": None if since is None else round(max(0.0, now - since), 6),
         }
 
 
@@ -69,7 +73,7 @@ def caller_state_content(
     started: float,
     execution_count: int,
     queues: list[ShellQueueStats],
-    shell_caller: Caller | None = None,
+    shell_callers: Collection[Caller] = (),
 ) -> CallerStateReply:
     """The `caller_state_reply` content of the [wire contract][async_kernel.wire].
 
@@ -79,22 +83,23 @@ def caller_state_content(
 
     `working` is true when user work is in flight, that is when
 
-    1. a shell queue (`queues`: the execute and comm queues) has a request waiting or running
-       (cells waiting their turn are queued user work), or
-    2. the shell caller, or a caller that is not protected (every caller user code made with
+    1. a shell queue (`queues`: the execute and comm queues of the main shell and of every
+       subshell) has a request waiting or running (cells waiting their turn are queued user
+       work), or
+    2. a shell caller (`shell_callers`: the main shell's and every subshell's, which run user
+       code), or a caller that is not protected (every caller user code made with
        `Caller.get`, every `to_thread` worker), has a call scheduled (waiting, or in a
        `call_later` delay) or active, or a call waiting in a `queue_call` queue.
 
     The kernel's other callers (ControlThread, ShellChannel, IOPub, the introspection workers)
     are protected, which marks a caller as the kernel's own, and never count: their serve loops
-    and bookkeeping are always active. On the shell caller, which runs user code, the kernel's
+    and bookkeeping are always active. On a shell caller, which runs user code, the kernel's
     execute and comm queues are bookkeeping queues (`Caller._queue_bookkeeping`, counted by
     rule 1 instead), and nothing else the kernel does there counts: its deferred history write
     is timed on the control caller and runs as a direct call, and interrupts are direct calls.
 
     Cheap and lock-free (O(callers + queues)), safe in any thread while the shell thread blocks.
     """
-    now = time.monotonic()
     callers = Caller.all_callers(running_only=False)
     rows = [c.snapshot() for c in callers]
     named = {row["name"] for row in rows}
@@ -102,8 +107,9 @@ def caller_state_content(
         children = row["children"]
         if not named.issuperset(children):
             row["children"] = [name for name in children if name in named]
+    now = time.monotonic()
     working = any(q.busy() for q in queues) or any(
-        c._has_user_work() for c in callers if c is shell_caller or not c.protected
+        c._has_user_work() for c in callers if not c.protected or c in shell_callers
     )
     return {
         "status": "ok",
@@ -141,7 +147,7 @@ def kernel_info_content(*, banner: str, backend: Backend) -> dict[str, Any]:
             {"text": "async-kernel", "url": "https://pypi.org/project/async-kernel/"},
         ],
         "debugger": False,
-        "supported_features": [CALLER_STATE_FEATURE],
+        "supported_features": [CALLER_STATE_FEATURE, SUBSHELLS_FEATURE],
         "async_kernel": {"backend": backend},
     }
 

@@ -10,7 +10,8 @@ stdin channel, and expects an `input_reply` whose parent is that input_request. 
   input_request; an `input_reply` completes the waiter it answers and nothing else, and a reply
   that answers no waiting request (stale, duplicated, or for an interrupted `input()`) is logged
   and dropped;
-- an interrupt fails every waiting `input()` with KeyboardInterrupt; shutdown with EOFError.
+- an interrupt fails every waiting `input()` with KeyboardInterrupt (deleting a subshell fails
+  those of its cells); shutdown with EOFError.
 
 `input()` may be called from any thread except the one that owns the stdin socket (it would wait
 for a reply that thread must read). It blocks the calling thread, as it does in ipykernel.
@@ -73,6 +74,7 @@ class StdinBridge:
         self._lock = threading.Lock()
         self._routes: dict[str, _Route] = {}  # running execute msg_id -> route, latest last
         self._waiters: dict[str, Pending[str]] = {}  # input_request msg_id -> its input()
+        self._waiter_shells: dict[str, object] = {}  # input_request msg_id -> its subshell_id
         self._closed = False
         self._flush_first: tuple[OutStream, ...] = ()  # set by install()
 
@@ -163,6 +165,7 @@ class StdinBridge:
             if self._closed:
                 raise EOFError("the kernel is shutting down")
             self._waiters[msg_id] = waiter
+            self._waiter_shells[msg_id] = route.parent.get("header", {}).get("subshell_id")
         try:
             frames = self._messenger.frames(msg, route.idents)
             delivered = self._channel.owner.call_soon(self._channel.send_or_raise, frames)
@@ -174,6 +177,7 @@ class StdinBridge:
         finally:
             with self._lock:
                 self._waiters.pop(msg_id, None)
+                self._waiter_shells.pop(msg_id, None)
 
     # --- the stdin channel (its owner's thread) ----------------------------------------------
 
@@ -216,6 +220,19 @@ class StdinBridge:
     def interrupt(self) -> None:
         """Make every waiting `input()` raise KeyboardInterrupt."""
         self._fail_all(KeyboardInterrupt)
+
+    def interrupt_subshell(self, subshell_id: str) -> None:
+        """Make every `input()` waiting for a cell of subshell `subshell_id` raise
+        KeyboardInterrupt (the subshell is being deleted)."""
+        with self._lock:
+            waiters = [
+                waiter
+                for msg_id, waiter in self._waiters.items()
+                if self._waiter_shells.get(msg_id) == subshell_id
+            ]
+        for waiter in waiters:
+            with contextlib.suppress(InvalidStateError):
+                waiter.set_exception(KeyboardInterrupt())
 
     def close(self) -> None:
         """Make every waiting and every later `input()` raise EOFError."""

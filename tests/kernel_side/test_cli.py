@@ -299,8 +299,21 @@ def test_launch_passes_its_arguments_to_run_kernel(
             "backend": "trio",
             "log_level": "DEBUG",
             "introspection_timeout": 2.5,
+            "comms_in_subshells": False,
         }
     ]
+
+
+def test_launch_comms_in_subshells_flag_reaches_run_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[dict[str, Any]] = []
+    app = types.ModuleType("async_kernel._kernel.app")
+    app.run_kernel = lambda **kwargs: calls.append(kwargs)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "async_kernel._kernel.app", app)
+
+    assert main(["-f", "conn.json", "--comms-in-subshells"]) == 0
+
+    [call] = calls
+    assert call["comms_in_subshells"] is True
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "soon"])

@@ -3,7 +3,8 @@
 Built on the content schemas of `jupyter_kernel_test.msgspec_v5` (spec 5.x),
 with what it lacks or gets wrong for 5.4 added here: exact header fields and version, the
 parent's msg_id, `aborted` execute replies, boolean `password` in `input_request`, comm
-messages, `usage_reply`, `debug_reply` and the project's own `caller_state_reply`.
+messages, the subshell replies of JEP 91, `usage_reply`, `debug_reply` and the project's own
+`caller_state_reply`.
 """
 
 from __future__ import annotations
@@ -190,7 +191,28 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _check_create_subshell(content: dict[str, Any]) -> None:
+    assert content.get("status") == "ok", content
+    assert isinstance(content.get("subshell_id"), str), content
+    assert content["subshell_id"], content
+
+
+def _check_delete_subshell(content: dict[str, Any]) -> None:
+    assert content == {"status": "ok"}, content
+
+
+def _check_list_subshell(content: dict[str, Any]) -> None:
+    assert content.get("status") == "ok", content
+    ids = content.get("subshell_id")
+    assert isinstance(ids, list), content
+    assert all(isinstance(i, str) for i in ids), content
+    assert len(ids) == len(set(ids)), content
+
+
 _CONTENT_CHECKS = {
+    "create_subshell_reply": _check_create_subshell,
+    "delete_subshell_reply": _check_delete_subshell,
+    "list_subshell_reply": _check_list_subshell,
     "input_request": _check_input_request,
     "comm_open": lambda c: _check_comm(c, "target_name"),
     "comm_msg": _check_comm,
