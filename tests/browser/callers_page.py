@@ -71,9 +71,16 @@ class CallersView:
 
     def open_panel_from_palette(self) -> None:
         """Run "Kernel Callers" from the command palette: the panel opens."""
-        self.page.keyboard.press("Control+Shift+C")
-        palette = self.page.locator(".lm-CommandPalette").filter(visible=True)
-        expect(palette).to_be_visible(timeout=UI_TIMEOUT_MS)
-        palette.locator("input").fill("Kernel Callers")
-        palette.locator(".lm-CommandPalette-item", has_text="Kernel Callers").first.click()
+        run_from_palette(self.page, "Kernel Callers")
         expect(self.panel).to_be_visible(timeout=UI_TIMEOUT_MS)
+
+
+def run_from_palette(page: Page, label: str) -> None:
+    """Open the command palette, find the command labelled `label` and run it."""
+    page.keyboard.press("Control+Shift+C")
+    palette = page.locator(".lm-CommandPalette").filter(visible=True)
+    expect(palette).to_be_visible(timeout=UI_TIMEOUT_MS)
+    palette.locator("input").fill(label)
+    item = palette.locator(".lm-CommandPalette-item", has_text=label).first
+    expect(item).to_be_visible(timeout=UI_TIMEOUT_MS)
+    item.click()

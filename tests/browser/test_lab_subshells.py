@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from callers_page import UI_TIMEOUT_MS
+from callers_page import UI_TIMEOUT_MS, run_from_palette
 from lab_harness import SPEC_NAMES, LabServer
 from lab_page import KernelTraffic, open_notebook
 from playwright.sync_api import Page, expect
@@ -50,16 +50,8 @@ def test_a_subshell_console_evaluates_while_the_notebook_blocks(
     expect(notebook.output(0)).to_contain_text("holding", timeout=UI_TIMEOUT_MS)
 
     try:
-        page.keyboard.press("Control+Shift+C")
-        palette = page.locator(".lm-CommandPalette").filter(visible=True)
-        expect(palette).to_be_visible(timeout=UI_TIMEOUT_MS)
-        palette.locator("input").fill("New Subshell Console for Notebook")
-        item = palette.locator(
-            ".lm-CommandPalette-item", has_text="New Subshell Console for Notebook"
-        ).first
-        expect(item).to_be_visible(timeout=UI_TIMEOUT_MS)
         mark = len(kernel_traffic.messages)
-        item.click()
+        run_from_palette(page, "New Subshell Console for Notebook")
         # The console sends its executes with the subshell's id once it has it: until the reply
         # arrives, an execute would go to the (blocked) main shell.
         deadline = time.monotonic() + UI_TIMEOUT_MS / 1000
