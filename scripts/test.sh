@@ -18,6 +18,9 @@ ruff check .
 ruff format --check .
 echo "== mypy"
 bash scripts/typecheck.sh
+# Node for jest and the hub's proxy: the machine's, else from PyPI (scripts/ensure-node.sh).
+node_bin="$(bash scripts/ensure-node.sh)"
+if [ -n "$node_bin" ]; then export PATH="$node_bin:$PATH"; fi
 echo "== labextension: TypeScript unit tests (jest)"
 # node_modules is there: the set-up's editable install built the extension (npm ci).
 (cd labextension && npm test --silent)
