@@ -5,7 +5,7 @@ async-kernel install [--user | --sys-prefix | --prefix P] [--name N] [--display-
 async-kernel remove NAME [--user | --sys-prefix | --prefix P] [-f/--force]
 async-kernel list [--json]
 async-kernel [launch] -f CONNECTION_FILE [--backend B] [--log-level L] [--introspection-timeout S]
-                      [--comms-in-subshells]
+                      [--comms-in-subshells] [--no-debug-just-my-code]
 ```
 
 `python -m async_kernel ...` is the same command. Without a subcommand the arguments are those
@@ -153,6 +153,13 @@ def _build_parser() -> argparse.ArgumentParser:
         "does (default: every comm message runs on the main shell, so widget callbacks stay on "
         "one event loop)",
     )
+    launch.add_argument(
+        "--no-debug-just-my-code",
+        dest="debug_just_my_code",
+        action="store_false",
+        help="let the debugger step and stop in library code too when the frontend does not "
+        "say (JupyterLab does not; VS Code's justMyCode setting always wins)",
+    )
     launch.set_defaults(handler=_launch)
     return parser
 
@@ -274,5 +281,6 @@ def _launch(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         introspection_timeout=args.introspection_timeout,
         comms_in_subshells=args.comms_in_subshells,
+        debug_just_my_code=args.debug_just_my_code,
     )
     return result if isinstance(result, int) else 0

@@ -151,7 +151,7 @@ def make_kernel_spec(backend: str = "asyncio", display_name: str | None = None) 
         "language": "python",
         "interrupt_mode": "message",
         "metadata": {
-            "debugger": False,
+            "debugger": True,
             "kernel_provisioner": {
                 "provisioner_name": PROVISIONER_NAME,
                 "config": {"backend": valid},

@@ -30,6 +30,7 @@ __all__ = [
     "CALLER_STATE_REPLY",
     "CALLER_STATE_REQUEST",
     "CALLER_STATE_VERSION",
+    "DEBUGGER_FEATURE",
     "PROTOCOL_VERSION",
     "PROVISIONER_NAME",
     "SUBSHELLS_FEATURE",
@@ -69,6 +70,10 @@ SUBSHELLS_FEATURE: Final = "kernel subshells"
 """Listed in ``kernel_info_reply.supported_features`` by kernels that implement subshells (JEP 91:
 ``create_subshell_request``, ``delete_subshell_request`` and ``list_subshell_request`` on
 control, and ``subshell_id`` in the header of shell requests)."""
+
+DEBUGGER_FEATURE: Final = "debugger"
+"""Listed in ``kernel_info_reply.supported_features`` (with ``debugger: true``) by kernels that
+answer the Jupyter debug protocol: ``debug_request`` on control, ``debug_event`` on iopub."""
 
 USAGE_REQUEST: Final = "usage_request"
 """ipykernel-compatible resource usage request (control channel)."""

@@ -22,6 +22,7 @@ def run_kernel(
     log_level: str = "WARNING",
     introspection_timeout: float = 5.0,
     comms_in_subshells: bool = False,
+    debug_just_my_code: bool = True,
 ) -> int:
     """Run a kernel for `connection_file` until it is shut down; return the exit code.
 
@@ -48,6 +49,7 @@ def run_kernel(
         chosen,
         introspection_time_limit=introspection_timeout,
         comms_in_subshells=comms_in_subshells,
+        debug_just_my_code=debug_just_my_code,
     )
     anyio.run(kernel.run, backend=chosen)
     sys.stdout.flush()

@@ -56,9 +56,16 @@ from IPython.core.interactiveshell import InteractiveShell
 
 import async_kernel
 from async_kernel._interruptible import INTERRUPTIBLE
+from async_kernel._kernel.debugger.threads import hide_from_debugger
 from async_kernel.caller import Caller
 
-__all__ = ["InterruptController", "ShellInterrupts", "in_kernel_code", "interrupts_execution_of"]
+__all__ = [
+    "InterruptController",
+    "ShellInterrupts",
+    "count_as_kernel_code",
+    "in_kernel_code",
+    "interrupts_execution_of",
+]
 
 RESIGNAL_INTERVAL = 0.1
 """Seconds between repeated SIGINTs while an interrupt waits for its target to be executing."""
@@ -89,6 +96,20 @@ def interrupts_execution_of(frame: FrameType | None, entry: CodeType) -> bool:
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(async_kernel.__file__)) + os.sep
 
+_kernel_dirs: tuple[str, ...] = (_PACKAGE_DIR,)
+"""Code that counts as the kernel's: async-kernel's, and debugpy's once a debugger runs (a cell
+stopped at a breakpoint waits inside debugpy, and a KeyboardInterrupt raised there would end
+the debugger's hold on the thread rather than the cell)."""
+
+
+def count_as_kernel_code(directory: str) -> None:
+    """Treat the code under `directory` as the kernel's: interrupts never land in it. Any
+    thread; idempotent."""
+    global _kernel_dirs
+    directory = os.path.join(os.path.abspath(directory), "")
+    if directory not in _kernel_dirs:
+        _kernel_dirs = (*_kernel_dirs, directory)
+
 
 def in_kernel_code(frame: FrameType | None, entry: CodeType) -> bool:
     """True if `frame` is executing async-kernel's own code (between it and `entry`).
@@ -102,7 +123,7 @@ def in_kernel_code(frame: FrameType | None, entry: CodeType) -> bool:
         code = frame.f_code
         if code in INTERRUPTIBLE:
             return False
-        if code.co_filename.startswith(_PACKAGE_DIR):
+        if code.co_filename.startswith(_kernel_dirs):
             return True
         if not _is_library(code.co_filename):
             return False
@@ -319,9 +340,11 @@ class ShellInterrupts:
             aim = self._resignal
         else:
             aim = self._raise_in_thread
-        threading.Thread(
+        helper = threading.Thread(
             target=aim, args=(generation,), name="InterruptResignal", daemon=True
-        ).start()
+        )
+        hide_from_debugger(helper)
+        helper.start()
 
     def _resignal(self, generation: int) -> None:
         """Repeat SIGINT while interrupt number `generation` has not been delivered."""

@@ -26,6 +26,7 @@ from typing import Any
 
 import anyio
 
+from async_kernel._kernel.debugger.threads import hide_from_debugger
 from async_kernel._kernel.messaging import Message
 from async_kernel._kernel.quiet_threads import quiet
 from async_kernel.caller import Caller
@@ -93,6 +94,7 @@ class Introspector:
         self._numbers += 1
         name = "Introspection" if self._numbers == 1 else f"Introspection-{self._numbers}"
         self._worker = self._parent.get(name=name, backend=self._parent.backend, protected=True)
+        hide_from_debugger(self._worker.thread)
         return self._worker
 
     def _retire(self, worker: Caller) -> None:

@@ -10,6 +10,7 @@ own and the modules (of `async_kernel._kernel`) whose code they run:
 | `ControlThread` | control | the control routes (`routing`), subshells made and deleted (`subshells`); the parent-process watch (`lifecycle`) |
 | `ShellChannel` | shell, stdin | the shell routes (`routing`, `queries`, `comms`, `subshells`); input replies (`stdin`) |
 | `Introspection` | | completion and inspection (user code) with a time limit (`introspection`) |
+| `Debugger` (from the first `debug_request`) | debugpy's adapter (TCP) | the debug protocol (`debugger`); its worker threads list the user's variables |
 | `IOPub` | iopub | sends what every other thread publishes (`iostream`) |
 | `Heartbeat` | heartbeat | a plain zmq echo device (`lifecycle`) |
 
@@ -19,9 +20,11 @@ subshell; comm messages to their own queue on the shell caller (so widgets stay 
 cell awaits, and stay on one event loop), or on the subshell's caller if `comms_in_subshells`;
 complete and inspect to the introspection worker; kernel_info, comm_info, is_complete and history
 are answered in the ShellChannel thread; control requests (interrupt, shutdown, kernel_info,
-usage, caller_state, create/delete/list subshell) in the ControlThread. So every request but an
-execute is answered while a cell awaits or blocks. The threads that route messages
-(ShellChannel, ControlThread, IOPub) never run user code.
+usage, caller_state, create/delete/list subshell) in the ControlThread; debug requests are
+answered in order by the ControlThread, which awaits each from the Debugger thread. So every
+request but an execute is answered while a cell awaits, blocks or is stopped at a breakpoint.
+The threads that route messages (ShellChannel, ControlThread, IOPub) never run user code, and
+the kernel's threads are hidden from the debugger (`debugger.threads`).
 
 `Kernel.run()` binds the sockets, makes the parts and wires them together, serves, and shuts down
 in order (`lifecycle`).
@@ -31,10 +34,14 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import anyio
 
 from async_kernel._kernel.channels import SocketChannel
 from async_kernel._kernel.comms import CommRunner, dispatch_comm, install_comms
+from async_kernel._kernel.debugger.cells import CELL_FILES
+from async_kernel._kernel.debugger.threads import hide_from_debugger
 from async_kernel._kernel.execute import Executor
 from async_kernel._kernel.interrupts import InterruptController
 from async_kernel._kernel.introspection import Introspector
@@ -55,6 +62,9 @@ from async_kernel._kernel.subshells import Subshell, SubshellTable, UnknownSubsh
 from async_kernel.caller import Caller
 from async_kernel.pending import ThreadsafeEvent
 from async_kernel.wire import CALLER_STATE_REQUEST, USAGE_REQUEST, Backend, CallerStateReply
+
+if TYPE_CHECKING:
+    from async_kernel._kernel.debugger.session import Debugger
 
 __all__ = ["Kernel"]
 
@@ -82,6 +92,7 @@ class Kernel:
         *,
         introspection_time_limit: float = 5.0,
         comms_in_subshells: bool = False,
+        debug_just_my_code: bool = True,
     ) -> None:
         self.connection_info = connection_info
         self.introspection_time_limit = introspection_time_limit
@@ -93,6 +104,9 @@ class Kernel:
         they run in the subshell's thread, also while the main shell blocks, but at the same
         time as the main shell's code, which libraries that are not thread-safe do not
         survive."""
+        self.debug_just_my_code = debug_just_my_code
+        """justMyCode for debug sessions whose `attach` does not say (JupyterLab's): step and
+        stop in the user's code only, not in libraries."""
         self.backend: Backend = backend
         key = connection_info.get("key", "")
         self.messenger = Messenger(
@@ -107,6 +121,9 @@ class Kernel:
         """Runs comm messages' handlers on the shell caller."""
         self._shutdown = ThreadsafeEvent()
         self._kernel_info_content: dict[str, Any] | None = None
+        self.debugger: Debugger | None = None
+        """The debug session's state, from the first `debug_request` on."""
+        self._debugger_caller: Caller | None = None
 
     @property
     def last_execute_parent(self) -> Message | None:
@@ -132,6 +149,8 @@ class Kernel:
         self.control_caller = spawn(name="ControlThread", backend=self.backend, protected=True)
         self.channel_caller = spawn(name="ShellChannel", backend=self.backend, protected=True)
         self.iopub_caller = spawn(name="IOPub", backend=self.backend, protected=True)
+        for caller in (self.control_caller, self.channel_caller, self.iopub_caller):
+            hide_from_debugger(caller.thread)
         self.lifecycle = Lifecycle()
         try:
             self._open_channels(self.lifecycle.bind_sockets(self.connection_info))
@@ -175,6 +194,7 @@ class Kernel:
         self.iopub.streams = [self.stdout, self.stderr]
         restore_at_close(install_streams(self.stdout, self.stderr))
         self.shell = KernelShell.instance(iopub=self.iopub, kernel=self)
+        hide_from_debugger(getattr(self.shell.history_manager, "save_thread", None))
         self._start_executor(self.executor, self.shell_caller)
         self.comm_manager = install_comms(self.iopub)
         self.comm_runner.start(
@@ -260,10 +280,13 @@ class Kernel:
             "interrupt_request": self._interrupt_request,
             USAGE_REQUEST: lambda _: usage_content(),
             CALLER_STATE_REQUEST: lambda _: self.caller_state(),
-            "debug_request": self._debug_request,
             "create_subshell_request": self._create_subshell,
             "delete_subshell_request": self._delete_subshell,
             "list_subshell_request": self._list_subshells,
+        }
+        # Awaited from the Debugger thread, one at a time and in order.
+        self.control_router.routes = {
+            "debug_request": self.control_router.answered_in_order(self._debug_request),
         }
 
     def request_shutdown(self) -> None:
@@ -281,6 +304,7 @@ class Kernel:
         subshells: SubshellTable | None = getattr(self, "subshells", None)
         if subshells is not None:  # first: their last replies need the shell socket
             await subshells.close(SUBSHELL_CLOSE_TIMEOUT)
+        await self._close_debugger()
         await self.lifecycle.close(
             stdin=getattr(self, "stdin", None),
             streams=streams,
@@ -337,6 +361,11 @@ class Kernel:
     def _interrupt_request(self, msg: Message) -> dict[str, Any]:
         self.interrupts.interrupt()
         self.stdin.interrupt()
+        debugger, caller = self.debugger, self._debugger_caller
+        if debugger is not None and caller is not None and debugger.stopped_threads:
+            # A cell stopped at a breakpoint waits inside debugpy, where the interrupt never
+            # lands: let it go on, and the interrupt reaches its code.
+            caller.call_soon(debugger.resume_for_interrupt)
         return {"status": "ok"}
 
     def _create_subshell(self, msg: Message) -> dict[str, Any]:
@@ -354,5 +383,41 @@ class Kernel:
     def _list_subshells(self, msg: Message) -> dict[str, Any]:
         return {"status": "ok", "subshell_id": self.subshells.ids()}
 
-    def _debug_request(self, msg: Message) -> dict[str, Any]:
-        return error_content("DebuggerNotSupported", "async-kernel has no debugger")
+    # --- the debugger (ControlThread, answered from the Debugger thread) ---------------------
+
+    async def _debug_request(self, msg: Message) -> dict[str, Any]:
+        """The `debug_reply` content: the DAP response to the request in `msg`'s content."""
+        debugger, caller = self._start_debugger()
+        return await caller.call_soon(debugger.handle, msg.get("content"), msg)
+
+    def _start_debugger(self) -> tuple[Debugger, Caller]:
+        """The debugger and its caller, made on the first debug request (control thread)."""
+        if self.debugger is None or self._debugger_caller is None:
+            from async_kernel._kernel.debugger.session import Debugger
+
+            caller = self.shell_caller.get(name="Debugger", backend=self.backend, protected=True)
+            hide_from_debugger(caller.thread)
+            self._debugger_caller = caller
+            self.debugger = Debugger(
+                caller=caller,
+                shell=self.shell,
+                publish_event=self._publish_debug_event,
+                cell_files=CELL_FILES,
+                just_my_code=self.debug_just_my_code,
+            )
+        return self.debugger, self._debugger_caller
+
+    def _publish_debug_event(self, event: dict[str, Any], parent: Message | None) -> None:
+        self.iopub.publish("debug_event", event, parent)
+
+    async def _close_debugger(self) -> None:
+        """End a debug session, stop the Debugger thread and remove the cells' files."""
+        debugger, caller = self.debugger, self._debugger_caller
+        if debugger is not None and caller is not None:
+            with anyio.move_on_after(SUBSHELL_CLOSE_TIMEOUT):
+                try:
+                    await caller.call_soon(debugger.close)
+                except Exception as e:
+                    logger.warning("Could not end the debug session: %r", e)
+            caller.stop(force=True)
+        CELL_FILES.remove()

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import zmq
 
+from async_kernel._kernel.debugger.threads import hide_from_debugger
 from async_kernel.pending import Pending, PendingCancelled, ThreadsafeEvent
 
 if TYPE_CHECKING:
@@ -96,6 +97,7 @@ class Lifecycle:
         self._heartbeat = threading.Thread(
             target=_echo_heartbeats, args=(heartbeat,), name="Heartbeat", daemon=True
         )
+        hide_from_debugger(self._heartbeat)
         self._heartbeat.start()
         return Sockets(shell=shell, stdin=stdin, control=control, iopub=iopub)
 

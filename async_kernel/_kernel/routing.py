@@ -5,7 +5,8 @@ signature or malformed frames is logged and dropped) and looks its type up in tw
 kernel fills once, before serving:
 
 - `routes`: message type → a function that hands the request on and returns at once (to a
-  `queue_call` queue on the shell caller, or to a task that awaits the introspection worker);
+  `queue_call` queue on the shell caller, to a task that awaits the introspection worker, or
+  to the router thread's queue of requests answered in order, as `debug_request`s are);
 - `handlers`: message type → a function that answers a request that runs no user code, right
   here, between the request's own `busy` and `idle`.
 
@@ -191,6 +192,19 @@ class Router:
 
         def route(idents: Idents, msg: Message) -> None:
             call_soon(answer, handler, idents, msg)
+
+        return route
+
+    def answered_in_order(self, handler: AsyncHandler) -> Route:
+        """A route that answers its requests one at a time, in arrival order, in the owner's
+        loop: each gets busy, `await handler(msg)`, its reply and idle before the next starts,
+        while the router goes on routing (and answering) every other type. Call it when
+        filling `routes`, not per message; all such routes of one router share one queue."""
+        queue = self.channel.owner._queue_bookkeeping
+        answer = self._answer_in_task
+
+        def route(idents: Idents, msg: Message) -> None:
+            queue(answer, handler, idents, msg)
 
         return route
 

@@ -35,6 +35,7 @@ from IPython.core.payload import PayloadManager
 from traitlets import Any as AnyTrait
 from traitlets import Type, observe
 
+from async_kernel._kernel.debugger.cells import CellCompiler
 from async_kernel._kernel.messaging import Message, current_parent
 
 if TYPE_CHECKING:
@@ -223,6 +224,7 @@ class KernelShell(InteractiveShell):
 
     displayhook_class = Type(KernelDisplayHook)
     display_pub_class = Type(KernelDisplayPublisher)
+    compiler_class = Type(CellCompiler)  # each cell runs as the file the debugger names
     kernel = AnyTrait(allow_none=True, help="The Kernel that owns this shell.")
 
     def __init__(self, *, iopub: IOPub, **kwargs: Any) -> None:

@@ -25,6 +25,7 @@ from async_kernel.caller import Caller
 from async_kernel.wire import (
     CALLER_STATE_FEATURE,
     CALLER_STATE_VERSION,
+    DEBUGGER_FEATURE,
     PROTOCOL_VERSION,
     SUBSHELLS_FEATURE,
     Backend,
@@ -146,8 +147,8 @@ def kernel_info_content(*, banner: str, backend: Backend) -> dict[str, Any]:
             {"text": "IPython Reference", "url": "https://ipython.readthedocs.io/"},
             {"text": "async-kernel", "url": "https://pypi.org/project/async-kernel/"},
         ],
-        "debugger": False,
-        "supported_features": [CALLER_STATE_FEATURE, SUBSHELLS_FEATURE],
+        "debugger": True,
+        "supported_features": [CALLER_STATE_FEATURE, SUBSHELLS_FEATURE, DEBUGGER_FEATURE],
         "async_kernel": {"backend": backend},
     }
 

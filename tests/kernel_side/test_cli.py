@@ -77,7 +77,7 @@ def expected_spec(backend: str, display_name: str) -> dict[str, Any]:
         "language": "python",
         "interrupt_mode": "message",
         "metadata": {
-            "debugger": False,
+            "debugger": True,
             "kernel_provisioner": {
                 "provisioner_name": "async-kernel-provisioner",
                 "config": {"backend": backend},
@@ -300,6 +300,7 @@ def test_launch_passes_its_arguments_to_run_kernel(
             "log_level": "DEBUG",
             "introspection_timeout": 2.5,
             "comms_in_subshells": False,
+            "debug_just_my_code": True,
         }
     ]
 
@@ -314,6 +315,20 @@ def test_launch_comms_in_subshells_flag_reaches_run_kernel(monkeypatch: pytest.M
 
     [call] = calls
     assert call["comms_in_subshells"] is True
+
+
+def test_launch_no_debug_just_my_code_flag_reaches_run_kernel(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[dict[str, Any]] = []
+    app = types.ModuleType("async_kernel._kernel.app")
+    app.run_kernel = lambda **kwargs: calls.append(kwargs)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "async_kernel._kernel.app", app)
+
+    assert main(["-f", "conn.json", "--no-debug-just-my-code"]) == 0
+
+    [call] = calls
+    assert call["debug_just_my_code"] is False
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "soon"])

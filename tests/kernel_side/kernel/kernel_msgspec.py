@@ -209,7 +209,28 @@ def _check_list_subshell(content: dict[str, Any]) -> None:
     assert len(ids) == len(set(ids)), content
 
 
+def _check_debug_reply(content: dict[str, Any]) -> None:
+    """A DAP response (the Jupyter debug protocol's debug_reply content)."""
+    assert content.get("type") == "response", content
+    assert _is_int(content.get("request_seq")), content
+    assert isinstance(content.get("success"), bool), content
+    assert isinstance(content.get("command"), str), content
+    if not content["success"]:
+        assert isinstance(content.get("message"), str) and content["message"], content
+    assert isinstance(content.get("body", {}), dict), content
+
+
+def _check_debug_event(content: dict[str, Any]) -> None:
+    """A DAP event (the debug_event content)."""
+    assert content.get("type") == "event", content
+    assert isinstance(content.get("event"), str), content
+    assert _is_int(content.get("seq")), content
+    assert isinstance(content.get("body", {}), dict), content
+
+
 _CONTENT_CHECKS = {
+    "debug_reply": _check_debug_reply,
+    "debug_event": _check_debug_event,
     "create_subshell_reply": _check_create_subshell,
     "delete_subshell_reply": _check_delete_subshell,
     "list_subshell_reply": _check_list_subshell,

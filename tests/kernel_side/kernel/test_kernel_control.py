@@ -157,11 +157,6 @@ def test_kernel_info_on_control_lists_the_caller_state_feature(kernel: KernelSes
     assert "caller_state" in content["supported_features"]
 
 
-def test_debug_request_is_answered_with_an_error(kernel: KernelSession) -> None:
-    reply = kernel.request("debug_request", {"command": "initialize"}, channel="control")
-    assert reply["content"]["status"] == "error"
-
-
 @pytest.mark.parametrize("channel", ["shell", "control"])
 def test_unknown_request_gets_an_error_reply(kernel: KernelSession, channel: str) -> None:
     msg_id = kernel.send("frobnicate_request", {"x": 1}, channel=channel)

@@ -29,7 +29,8 @@ def test_kernel_info_describes_an_async_python_kernel(kernel: KernelSession, cha
     assert content["banner"]
     assert content["help_links"], "help_links is empty"
     assert "caller_state" in content["supported_features"]
-    assert content["debugger"] is False
+    assert content["debugger"] is True
+    assert "debugger" in content["supported_features"]
 
 
 def test_kernel_info_is_bracketed_by_busy_and_idle(kernel: KernelSession) -> None:
