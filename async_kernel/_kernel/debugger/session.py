@@ -56,6 +56,9 @@ ATTACH_TIMEOUT = 30.0
 USER_CODE_TIME_LIMIT = 5.0
 """Seconds a listing of the user's variables (which runs their `repr`s) may take."""
 
+RESUMING = frozenset({"continue", "next", "stepIn", "stepOut", "stepBack", "reverseContinue"})
+"""Requests after whose success the thread they name runs again."""
+
 KERNEL_PATHS = tuple(
     os.path.dirname(os.path.abspath(module.__file__)) + os.sep
     for module in (sys.modules["async_kernel"],)
@@ -158,7 +161,10 @@ class Debugger:
                 return _error(request, f"{command}: the debugger is not started (send initialize)")
             if handler is not None:
                 return await handler(request)
-            return await self._forward(request)
+            response = await self._forward(request)
+            if command in RESUMING and response.get("success"):
+                self._resumed(request, response)
+            return response
         except DapClosedError as e:
             logger.warning("debug_request %s: %s", command, e)
             self._lost_connection()
@@ -168,6 +174,16 @@ class Debugger:
         except Exception as e:
             logger.exception("Error handling the debug request %s", command)
             return _error(request, f"{command}: {type(e).__name__}: {e}")
+
+    def _resumed(self, request: Request, response: Response) -> None:
+        """A thread goes on: it is no longer stopped once the request is answered (the
+        `continued` event, if any, comes later), so a debugInfo sent next says so."""
+        self._globals.clear()
+        body = response.get("body") or {}
+        if request["command"] == "continue" and body.get("allThreadsContinued", True):
+            self.stopped_threads.clear()
+        else:
+            self.stopped_threads.discard(self._arguments(request).get("threadId", -1))
 
     def _arguments(self, request: Request) -> dict[str, Any]:
         arguments = request.get("arguments")
@@ -498,7 +514,7 @@ class Debugger:
         target, source = arguments["dstVariableName"], arguments["srcVariableName"]
         if not all(isinstance(n, str) and n.isidentifier() for n in (target, source)):
             return _error(request, "copyToGlobals: the variable names must be identifiers")
-        return await self._forward(
+        response = await self._forward(
             {
                 "seq": request.get("seq", 0),
                 "command": "setExpression",
@@ -509,6 +525,7 @@ class Debugger:
                 },
             }
         )
+        return {**response, "command": request["command"]}
 
     async def _modules(self, request: Request) -> Response:
         arguments = self._arguments(request)

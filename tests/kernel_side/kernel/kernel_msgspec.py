@@ -216,7 +216,8 @@ def _check_debug_reply(content: dict[str, Any]) -> None:
     assert isinstance(content.get("success"), bool), content
     assert isinstance(content.get("command"), str), content
     if not content["success"]:
-        assert isinstance(content.get("message"), str) and content["message"], content
+        assert isinstance(content.get("message"), str), content
+        assert content["message"], content
     assert isinstance(content.get("body", {}), dict), content
 
 
