@@ -354,6 +354,9 @@ class Kernel:
         self.subshells.abort_all()
         self.interrupts.close()
         self.stdin.close()
+        debugger, caller = self.debugger, self._debugger_caller
+        if debugger is not None and caller is not None and debugger.started:
+            caller.call_soon(debugger.release_for_shutdown)  # a cell stopped at a breakpoint
         # Reply first (the router sends it when this returns), then stop.
         self.control_caller.call_direct(self.request_shutdown)
         return {"status": "ok", "restart": restart}

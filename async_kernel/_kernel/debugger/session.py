@@ -297,6 +297,17 @@ class Debugger:
         self.stopped_threads.clear()
         self._restore_leading_empty_lines()
 
+    async def release_for_shutdown(self) -> None:
+        """End the session so that the threads stopped at breakpoints go on and none stops
+        again: the kernel shuts down, and its cells must come back to be interrupted."""
+        connection = self._connection
+        if connection is not None and not connection.closed:
+            with contextlib.suppress(DapClosedError), anyio.move_on_after(ATTACH_TIMEOUT):
+                await connection.request(
+                    "disconnect", {"restart": False, "terminateDebuggee": False}
+                )
+        await self._end_session()
+
     async def close(self) -> None:
         """End the session and remove the cells' files (the kernel shuts down)."""
         await self._end_session()

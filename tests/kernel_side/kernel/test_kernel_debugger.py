@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable
+from typing import Any
 
+import psutil
 import pytest
 from debug_client import DebugClient, Stop
 from ipykernel.compiler import murmur2_x86
-from kernel_harness import Hold, KernelSession
+from kernel_harness import Hold, KernelSession, wait_for_exit
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -295,3 +297,30 @@ def test_bad_debug_requests_get_clear_errors(dap: DebugClient) -> None:
     assert missing["success"] is False
     assert "bad arguments" in missing["message"]
     assert kernel.execute("print('alive')").stream() == "alive\n"
+
+
+def _adapter_pid(sockets_event: dict[str, Any]) -> int:
+    """The pid of debugpy's adapter: the process listening on the port the kernel connects to."""
+    [port] = [s["port"] for s in sockets_event["body"]["sockets"] if not s["internal"]]
+    [pid] = {
+        c.pid
+        for c in psutil.net_connections(kind="tcp")
+        if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN and c.pid
+    }
+    return int(pid)
+
+
+@pytest.mark.parametrize("restart", [False, True])
+def test_shutdown_while_stopped_exits_and_takes_the_adapter_along(
+    dap: DebugClient, restart: bool
+) -> None:
+    dap.start()
+    adapter = _adapter_pid(dap.event("debugpySockets"))
+    dap.run_to_breakpoint("x = 1\ny = 2\nwhile True:\n    y += 1\n", 2)
+    kernel = dap.kernel
+    reply = kernel.request("shutdown_request", {"restart": restart}, channel="control")
+    assert reply["content"]["status"] == "ok"
+    process = kernel.manager.provisioner.process  # type: ignore[union-attr]
+    process.wait(timeout=15)
+    assert process.returncode == 0, f"killed, not shut down (exit code {process.returncode})"
+    assert wait_for_exit(adapter, timeout=15), "debugpy's adapter outlived the kernel"
