@@ -53,6 +53,12 @@ T = TypeVar("T")
 logger = logging.getLogger("async_kernel.caller")
 
 
+_DEBUGGER_MARKS = ("pydev_do_not_trace", "is_pydev_daemon_thread")
+"""Attributes of a Thread by which debugpy (pydevd) leaves it untraced and unlisted. A child
+caller's thread (a `to_thread` worker's too) gets those its parent's thread has, before it
+starts: pydevd looks once, at the thread's first traced call."""
+
+
 class Caller:
     """A thread's event loop, reachable from every thread.
 
@@ -150,6 +156,10 @@ class Caller:
     def _start_thread(self) -> None:
         self._owns_thread = True
         self._thread = threading.Thread(target=self._thread_main, name=self._name, daemon=True)
+        parent_thread = self._parent._thread if self._parent else None
+        for mark in _DEBUGGER_MARKS:  # a child works on behalf of its parent: kept out alike
+            if getattr(parent_thread, mark, False):
+                setattr(self._thread, mark, True)
         self._thread.start()
 
     def _wait_ready(self) -> None:

@@ -45,8 +45,16 @@ class Introspector:
     worker's thread. Requests are answered in order of arrival.
     """
 
-    def __init__(self, parent: Caller, *, time_limit: float = 5.0, max_retired: int = 4) -> None:
+    def __init__(
+        self,
+        parent: Caller,
+        *,
+        time_limit: float = 5.0,
+        max_retired: int = 4,
+        name: str = "Introspection",
+    ) -> None:
         self._parent = parent
+        self._name = name
         self.time_limit = time_limit
         """Seconds a request may take, from its arrival, before it gets an empty answer."""
         self.max_retired = max_retired
@@ -92,7 +100,7 @@ class Introspector:
         if len(self._retired) >= self.max_retired:
             return None
         self._numbers += 1
-        name = "Introspection" if self._numbers == 1 else f"Introspection-{self._numbers}"
+        name = self._name if self._numbers == 1 else f"{self._name}-{self._numbers}"
         self._worker = self._parent.get(name=name, backend=self._parent.backend, protected=True)
         hide_from_debugger(self._worker.thread)
         return self._worker

@@ -10,7 +10,8 @@ own and the modules (of `async_kernel._kernel`) whose code they run:
 | `ControlThread` | control | the control routes (`routing`), subshells made and deleted (`subshells`); the parent-process watch (`lifecycle`) |
 | `ShellChannel` | shell, stdin | the shell routes (`routing`, `queries`, `comms`, `subshells`); input replies (`stdin`) |
 | `Introspection` | | completion and inspection (user code) with a time limit (`introspection`) |
-| `Debugger` (from the first `debug_request`) | debugpy's adapter (TCP) | the debug protocol (`debugger`); its worker threads list the user's variables |
+| `Debugger` (from the first debug request but `debugInfo`) | debugpy's adapter (TCP) | the debug protocol (`debugger`) |
+| `Debugger-inspect` | | lists the user's variables for the debugger (user code) with a time limit (`introspection`) |
 | `IOPub` | iopub | sends what every other thread publishes (`iostream`) |
 | `Heartbeat` | heartbeat | a plain zmq echo device (`lifecycle`) |
 
@@ -389,9 +390,21 @@ class Kernel:
     # --- the debugger (ControlThread, answered from the Debugger thread) ---------------------
 
     async def _debug_request(self, msg: Message) -> dict[str, Any]:
-        """The `debug_reply` content: the DAP response to the request in `msg`'s content."""
+        """The `debug_reply` content: the DAP response to the request in `msg`'s content.
+
+        JupyterLab asks every kernel it connects to for `debugInfo`: until someone debugs,
+        that is answered here, without starting the Debugger thread."""
+        content = msg.get("content")
+        if (
+            self.debugger is None
+            and isinstance(content, dict)
+            and content.get("command") == "debugInfo"
+        ):
+            from async_kernel._kernel.debugger.session import debug_info
+
+            return debug_info(content, CELL_FILES)
         debugger, caller = self._start_debugger()
-        return await caller.call_soon(debugger.handle, msg.get("content"), msg)
+        return await caller.call_soon(debugger.handle, content, msg)
 
     def _start_debugger(self) -> tuple[Debugger, Caller]:
         """The debugger and its caller, made on the first debug request (control thread)."""

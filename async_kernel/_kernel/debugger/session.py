@@ -37,13 +37,14 @@ from async_kernel._kernel.debugger.dap import DapClosedError, DapConnection
 from async_kernel._kernel.debugger.threads import hide_from_debugger
 from async_kernel._kernel.debugger.variables import VariableTable, is_shown
 from async_kernel._kernel.interrupts import count_as_kernel_code
+from async_kernel._kernel.introspection import Introspector
 from async_kernel._kernel.messaging import Message
 from async_kernel.caller import Caller
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
-__all__ = ["Debugger", "DebugpyUnavailableError"]
+__all__ = ["Debugger", "DebugpyUnavailableError", "debug_info"]
 
 logger = logging.getLogger("async_kernel.debugger")
 
@@ -106,6 +107,11 @@ class Debugger:
         self._initialized = anyio.Event()
         self._parent: Message | None = None
         self._variables = VariableTable()
+        self._inspector = Introspector(
+            caller, time_limit=USER_CODE_TIME_LIMIT, name="Debugger-inspect"
+        )
+        """Runs what lists the user's variables: a protected child of the Debugger caller, so
+        hidden from the debugger too, and never counted as the user's work."""
         self._globals: set[object] = set()
         """The variablesReferences of stopped frames' Globals scopes (valid while stopped)."""
         self._removed_transforms: list[tuple[int, Any]] = []
@@ -309,8 +315,10 @@ class Debugger:
         await self._end_session()
 
     async def close(self) -> None:
-        """End the session and remove the cells' files (the kernel shuts down)."""
+        """End the session, stop the inspection worker and remove the cells' files (the kernel
+        shuts down)."""
         await self._end_session()
+        self._inspector.stop()
         self.cell_files.remove()
 
     # --- IPython's input transforms -----------------------------------------------------------
@@ -380,23 +388,8 @@ class Debugger:
     # --- what the kernel answers itself -------------------------------------------------------
 
     async def _debug_info(self, request: Request) -> Response:
-        return _ok(
-            request,
-            {
-                "isStarted": self.started,
-                "hashMethod": "Murmur2",
-                "hashSeed": HASH_SEED,
-                "tmpFilePrefix": self.cell_files.prefix,
-                "tmpFileSuffix": self.cell_files.suffix,
-                "breakpoints": [
-                    {"source": path, "breakpoints": list(breakpoints)}
-                    for path, breakpoints in self.breakpoints.items()
-                ],
-                "stoppedThreads": sorted(self.stopped_threads),
-                "richRendering": True,
-                "exceptionPaths": ["Python Exceptions"],
-                "copyToGlobals": True,
-            },
+        return debug_info(
+            request, self.cell_files, self.started, self.breakpoints, self.stopped_threads
         )
 
     async def _dump_cell(self, request: Request) -> Response:
@@ -551,12 +544,47 @@ class Debugger:
         return _ok(request, {"modules": listed, "totalModules": len(modules)})
 
     async def _in_worker(self, func: Callable[..., Any], *args: Any) -> Any:
-        """`func(*args)` (user code) in a worker thread of the Debugger caller, within
-        `USER_CODE_TIME_LIMIT`; past it the request fails and the worker is left to finish."""
-        pending = self._caller.to_thread(func, *args)
-        with anyio.move_on_after(USER_CODE_TIME_LIMIT):
-            return await pending
-        raise TimeoutError(f"the user's objects took more than {USER_CODE_TIME_LIMIT} s")
+        """`func(*args)` (user code) in the `Debugger-inspect` worker, within
+        `USER_CODE_TIME_LIMIT`; past it the request fails and the worker is retired (as the
+        introspection workers are)."""
+
+        def run(_: Message) -> dict[str, Any]:
+            return {"value": func(*args)}
+
+        outcome = await self._inspector.answer(run, self._parent or {}, {})
+        if "value" not in outcome:
+            raise TimeoutError(f"the user's objects took more than {USER_CODE_TIME_LIMIT} s")
+        return outcome["value"]
+
+
+def debug_info(
+    request: Request,
+    cell_files: CellFiles,
+    started: bool = False,
+    breakpoints: dict[str, list[dict[str, Any]]] | None = None,
+    stopped_threads: set[int] | None = None,
+) -> Response:
+    """The `debugInfo` response: how the frontend finds the cells' files, and the session's
+    state (none yet, by default: what the kernel answers before any debugger exists, which
+    JupyterLab asks of every kernel it connects to). Any thread."""
+    return _ok(
+        request,
+        {
+            "isStarted": started,
+            "hashMethod": "Murmur2",
+            "hashSeed": HASH_SEED,
+            "tmpFilePrefix": cell_files.prefix,
+            "tmpFileSuffix": cell_files.suffix,
+            "breakpoints": [
+                {"source": path, "breakpoints": list(placed)}
+                for path, placed in (breakpoints or {}).items()
+            ],
+            "stoppedThreads": sorted(stopped_threads or ()),
+            "richRendering": True,
+            "exceptionPaths": ["Python Exceptions"],
+            "copyToGlobals": True,
+        },
+    )
 
 
 def _path_of(frame: object) -> str:

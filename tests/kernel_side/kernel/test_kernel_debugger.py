@@ -51,6 +51,10 @@ def test_kernel_info_and_no_debugpy_until_the_first_debug_request(dap: DebugClie
 def test_initialize_attach_and_debug_info(dap: DebugClient) -> None:
     before = dap.ok("debugInfo", {})
     assert before["isStarted"] is False
+    assert before["tmpFileSuffix"] == ".py"
+    # JupyterLab asks every kernel for debugInfo: that alone starts no Debugger thread.
+    state = dap.kernel.request("caller_state_request", channel="control")["content"]
+    assert not any(row["name"].startswith("Debugger") for row in state["callers"])
     capabilities = dap.start()
     assert capabilities["supportsConfigurationDoneRequest"] is True
     info = dap.ok("debugInfo", {})
@@ -104,6 +108,8 @@ def test_breakpoint_stops_then_stack_scopes_variables_evaluate_continue(
     assert result["result"] == "82"
     rich = dap.ok("richInspectVariables", {"variableName": "x", "frameId": frame["id"]})
     assert rich["data"]["text/plain"] == "41"
+    listed = {v["name"]: v["value"] for v in dap.ok("inspectVariables", {})["variables"]}
+    assert listed["x"] == "41"
     assert _continue_to_end(dap, stop) == "done 42\n"
     assert dap.ok("debugInfo", {})["stoppedThreads"] == []
 
@@ -156,10 +162,12 @@ def test_kernel_answers_kernel_info_on_both_channels_while_stopped(dap: DebugCli
 def test_the_kernels_threads_are_not_listed(dap: DebugClient) -> None:
     dap.start()
     stop = dap.run_to_breakpoint("a = 1\nb = 2\n", 2)
+    dap.ok("inspectVariables", {})  # runs in a worker thread of the Debugger caller
     names = {t["name"] for t in dap.ok("threads", {})["threads"]}
     assert "MainThread" in names
     assert not names & KERNEL_THREADS, names
-    assert not any(n.startswith(("Introspection", "InterruptResignal")) for n in names), names
+    kernel_prefixes = ("Introspection", "InterruptResignal", "Debugger")
+    assert not any(n.startswith(kernel_prefixes) for n in names), names
     _continue_to_end(dap, stop)
 
 
