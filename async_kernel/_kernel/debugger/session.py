@@ -113,7 +113,10 @@ class Debugger:
         """Runs what lists the user's variables: a protected child of the Debugger caller, so
         hidden from the debugger too, and never counted as the user's work."""
         self._globals: set[object] = set()
-        """The variablesReferences of stopped frames' Globals scopes (valid while stopped)."""
+        """The variablesReferences of the scopes that are the user namespace: stopped frames'
+        Globals, and the Locals of cells' own frames (valid while stopped)."""
+        self._module_frames: set[object] = set()
+        """The ids of stopped frames that are cells' own (`<module>`) frames."""
         self._removed_transforms: list[tuple[int, Any]] = []
         self._handlers: dict[str, Callable[[Request], Awaitable[Response]]] = {
             "initialize": self._initialize,
@@ -185,6 +188,7 @@ class Debugger:
         """A thread goes on: it is no longer stopped once the request is answered (the
         `continued` event, if any, comes later), so a debugInfo sent next says so."""
         self._globals.clear()
+        self._module_frames.clear()
         body = response.get("body") or {}
         if request["command"] == "continue" and body.get("allThreadsContinued", True):
             self.stopped_threads.clear()
@@ -356,6 +360,7 @@ class Debugger:
                 self._caller.call_soon(self._note_all_stopped)
         elif name == "continued":
             self._globals.clear()
+            self._module_frames.clear()
             if body.get("allThreadsContinued", True):
                 self.stopped_threads.clear()
             else:
@@ -433,6 +438,11 @@ class Debugger:
         cells = [i for i, f in enumerate(kept) if self.cell_files.is_cell(_path_of(f))]
         if cells:
             kept = kept[: cells[-1] + 1]
+        self._module_frames.update(
+            f.get("id")
+            for f in kept
+            if f.get("name") == "<module>" and _is_cell_path(self.cell_files, f)
+        )
         if len(kept) != len(frames):
             start = self._arguments(request).get("startFrame", 0)
             body = {**body, "stackFrames": kept, "totalFrames": (start or 0) + len(kept)}
@@ -462,8 +472,12 @@ class Debugger:
 
     async def _scopes(self, request: Request) -> Response:
         response = await self._forward(request)
+        # A cell's own frame runs in the user namespace: its Locals are its Globals.
+        in_namespace = {"Globals"}
+        if self._arguments(request).get("frameId") in self._module_frames:
+            in_namespace.add("Locals")
         for scope in (response.get("body") or {}).get("scopes", []):
-            if isinstance(scope, dict) and scope.get("name") == "Globals":
+            if isinstance(scope, dict) and scope.get("name") in in_namespace:
                 self._globals.add(scope.get("variablesReference"))
         return response
 
@@ -585,6 +599,10 @@ def debug_info(
             "copyToGlobals": True,
         },
     )
+
+
+def _is_cell_path(cell_files: CellFiles, frame: object) -> bool:
+    return cell_files.is_cell(_path_of(frame))
 
 
 def _path_of(frame: object) -> str:
