@@ -17,10 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
-import shutil
 import stat
-import tempfile
 
 from IPython.core.compilerop import CachingCompiler
 
@@ -64,10 +61,19 @@ class CellFiles:
     suffix = ".py"
 
     def __init__(self, directory: str | None = None) -> None:
-        if directory is None:
+        self._directory = directory
+
+    @property
+    def directory(self) -> str:
+        """The cells' directory (named on first use: the kernel's start-up does no file system
+        work for it)."""
+        if self._directory is None:
+            import secrets
+            import tempfile
+
             name = f"async_kernel_{os.getpid()}_{secrets.token_hex(4)}"
-            directory = os.path.join(tempfile.gettempdir(), name)
-        self.directory = directory
+            self._directory = os.path.join(tempfile.gettempdir(), name)
+        return self._directory
 
     @property
     def prefix(self) -> str:
@@ -115,9 +121,13 @@ class CellFiles:
 
     def remove(self) -> None:
         """Remove the directory and the cells in it (the kernel exits). Never raises."""
+        if self._directory is None:
+            return  # never named, so never made
         with contextlib.suppress(OSError):
-            if os.path.isdir(self.directory) and not os.path.islink(self.directory):
-                shutil.rmtree(self.directory, ignore_errors=True)
+            if os.path.isdir(self._directory) and not os.path.islink(self._directory):
+                import shutil
+
+                shutil.rmtree(self._directory, ignore_errors=True)
 
 
 CELL_FILES = CellFiles()
