@@ -305,30 +305,25 @@ def test_launch_passes_its_arguments_to_run_kernel(
     ]
 
 
-def test_launch_comms_in_subshells_flag_reaches_run_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[dict[str, Any]] = []
-    app = types.ModuleType("async_kernel._kernel.app")
-    app.run_kernel = lambda **kwargs: calls.append(kwargs)  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "async_kernel._kernel.app", app)
-
-    assert main(["-f", "conn.json", "--comms-in-subshells"]) == 0
-
-    [call] = calls
-    assert call["comms_in_subshells"] is True
-
-
-def test_launch_no_debug_just_my_code_flag_reaches_run_kernel(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize(
+    ("flag", "keyword", "value"),
+    [
+        ("--comms-in-subshells", "comms_in_subshells", True),
+        ("--no-debug-just-my-code", "debug_just_my_code", False),
+    ],
+)
+def test_launch_flag_reaches_run_kernel(
+    monkeypatch: pytest.MonkeyPatch, flag: str, keyword: str, value: bool
 ) -> None:
     calls: list[dict[str, Any]] = []
     app = types.ModuleType("async_kernel._kernel.app")
     app.run_kernel = lambda **kwargs: calls.append(kwargs)  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "async_kernel._kernel.app", app)
 
-    assert main(["-f", "conn.json", "--no-debug-just-my-code"]) == 0
+    assert main(["-f", "conn.json", flag]) == 0
 
     [call] = calls
-    assert call["debug_just_my_code"] is False
+    assert call[keyword] is value
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "soon"])
