@@ -20,7 +20,8 @@ the shell caller (one at a time, in order), or on its subshell's caller when its
 subshell; comm messages to their own queue on the shell caller (so widgets stay live while a
 cell awaits, and stay on one event loop), or on the subshell's caller if `comms_in_subshells`;
 complete and inspect to the introspection worker; kernel_info, comm_info, is_complete and history
-are answered in the ShellChannel thread; control requests (interrupt, shutdown, kernel_info,
+(and caller_state and usage, for clients that cannot choose the control channel) are answered
+in the ShellChannel thread; control requests (interrupt, shutdown, kernel_info,
 usage, caller_state, create/delete/list subshell) in the ControlThread; debug requests are
 answered in order by the ControlThread, which awaits each from the Debugger thread. So every
 request but an execute is answered while a cell awaits, blocks or is stopped at a breakpoint.
@@ -273,6 +274,10 @@ class Kernel:
             "history_request": queries.history,
             "shutdown_request": self._shutdown_request,
             "interrupt_request": self._interrupt_request,
+            # Also on shell, for clients that cannot choose a channel (a gateway's websocket
+            # without a `channel` field routes to shell): cheap, safe while any shell blocks.
+            USAGE_REQUEST: lambda _: usage_content(),
+            CALLER_STATE_REQUEST: lambda _: self.caller_state(),
         }
         # Answered in the ControlThread, even while user code blocks the shell thread.
         self.control_router.handlers = {

@@ -183,3 +183,26 @@ def test_execute_request_on_control_is_refused_not_run(kernel: KernelSession) ->
     assert reply["content"]["status"] == "error"
     check = kernel.execute("'ran_on_control' in globals()")
     assert check.outputs("execute_result")[0]["content"]["data"]["text/plain"] == "False"
+
+
+@pytest.mark.parametrize("how", ["blocking", "awaiting"])
+def test_caller_state_and_usage_answered_on_shell_while_a_cell_runs(
+    kernel: KernelSession, hold: Callable[[], Hold], how: str
+) -> None:
+    """Clients that cannot choose the control channel (a gateway's websocket sends to shell
+    when a message names no channel) get the same answers there, while a cell holds the
+    shell thread."""
+    held = hold()
+    cell = kernel.execute_async(held.code(how))
+    kernel.wait_until_queued(0)
+    try:
+        reply = kernel.request("caller_state_request", channel="shell", timeout=5)
+        assert reply["msg_type"] == "caller_state_reply"
+        check_caller_state(reply["content"])
+        assert reply["content"]["pid"] == kernel.pid
+        usage = kernel.request("usage_request", channel="shell", timeout=5)["content"]
+        assert usage["pid"] == kernel.pid
+        assert not kernel.replied(cell)
+    finally:
+        held.release()
+    assert kernel.collect(cell).status == "ok"
