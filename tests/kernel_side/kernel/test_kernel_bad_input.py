@@ -146,8 +146,8 @@ class BadInput:
             path = self.marker_dir / f"control-execute-{i}"
             content = _execute_content(f"open({str(path)!r}, 'w').close()")
             msg, parts = _parts(self.session, "execute_request", content)
-        else:  # control-only requests are not served on shell
-            msg, parts = _parts(self.session, "usage_request", {})
+        else:  # control-only requests are not served on shell (usage and caller_state are)
+            msg, parts = _parts(self.session, "create_subshell_request", {})
         self.expect_error_reply.add(msg["header"]["msg_id"])
         return _signed(self.session, parts)
 
