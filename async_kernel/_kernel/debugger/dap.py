@@ -97,9 +97,12 @@ class DapConnection:
                 try:
                     header = await self._receive.receive_until(b"\r\n\r\n", MAX_HEADER_BYTES)
                     body = await self._receive.receive_exactly(decode_headers(header))
-                except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError):
-                    return
-                except anyio.ClosedResourceError:
+                except (
+                    anyio.EndOfStream,
+                    anyio.IncompleteRead,
+                    anyio.BrokenResourceError,
+                    anyio.ClosedResourceError,
+                ):
                     return
                 try:
                     message = orjson.loads(body)

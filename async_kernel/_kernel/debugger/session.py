@@ -26,7 +26,6 @@ import contextlib
 import logging
 import os
 import sys
-import threading
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +33,6 @@ import anyio
 
 from async_kernel._kernel.debugger.cells import HASH_SEED, CellFiles
 from async_kernel._kernel.debugger.dap import DapClosedError, DapConnection
-from async_kernel._kernel.debugger.threads import hide_from_debugger
 from async_kernel._kernel.debugger.variables import VariableTable, is_shown
 from async_kernel._kernel.interrupts import count_as_kernel_code
 from async_kernel._kernel.introspection import Introspector
@@ -231,7 +229,6 @@ class Debugger:
         """Start debugpy in this process, once (it cannot be stopped); its adapter's address."""
         if self._endpoint is not None:
             return self._endpoint
-        hide_from_debugger(threading.current_thread())
         # pydevd warns on stderr (into the cell's output) that frozen modules may miss
         # breakpoints: only the standard library's own frozen modules are affected.
         os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
@@ -319,11 +316,10 @@ class Debugger:
         await self._end_session()
 
     async def close(self) -> None:
-        """End the session, stop the inspection worker and remove the cells' files (the kernel
-        shuts down)."""
+        """End the session and stop the inspection worker (the kernel shuts down; it removes
+        the cells' files itself, debugger or not)."""
         await self._end_session()
         self._inspector.stop()
-        self.cell_files.remove()
 
     # --- IPython's input transforms -----------------------------------------------------------
 
@@ -441,7 +437,7 @@ class Debugger:
         self._module_frames.update(
             f.get("id")
             for f in kept
-            if f.get("name") == "<module>" and _is_cell_path(self.cell_files, f)
+            if f.get("name") == "<module>" and self.cell_files.is_cell(_path_of(f))
         )
         if len(kept) != len(frames):
             start = self._arguments(request).get("startFrame", 0)
@@ -599,10 +595,6 @@ def debug_info(
             "copyToGlobals": True,
         },
     )
-
-
-def _is_cell_path(cell_files: CellFiles, frame: object) -> bool:
-    return cell_files.is_cell(_path_of(frame))
 
 
 def _path_of(frame: object) -> str:

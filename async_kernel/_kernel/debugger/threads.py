@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import threading
 
+from async_kernel.caller import _DEBUGGER_MARKS
+
 __all__ = ["hide_from_debugger"]
 
 
@@ -20,5 +22,5 @@ def hide_from_debugger(thread: threading.Thread | None) -> None:
     before the thread runs user code, ideally before it starts."""
     if thread is None:
         return
-    thread.pydev_do_not_trace = True  # type: ignore[attr-defined]
-    thread.is_pydev_daemon_thread = True  # type: ignore[attr-defined]
+    for mark in _DEBUGGER_MARKS:
+        setattr(thread, mark, True)

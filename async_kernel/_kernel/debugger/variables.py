@@ -12,11 +12,12 @@ worker thread with a time limit, never in a thread that routes messages.
 
 from __future__ import annotations
 
+import itertools
 import re
 import reprlib
 import threading
 import types
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 __all__ = ["HIDDEN_NAMES", "VariableTable", "is_shown"]
@@ -71,22 +72,48 @@ def _safe_repr(value: Any) -> str:
         return f"<repr failed: {type(e).__name__}: {e}>"
 
 
-def _children(value: Any) -> Iterable[tuple[str, str, Any]] | None:
-    """(name, evaluate suffix, child) for each child of a container, or None if it has none."""
-    if isinstance(value, (str, bytes, bytearray, int, float, complex, bool, type(None))):
-        return None
-    if isinstance(value, (types.ModuleType, types.FunctionType, types.BuiltinFunctionType, type)):
-        return None
-    if isinstance(value, Mapping):
-        return ((_safe_repr(k), f"[{_safe_repr(k)}]", v) for k, v in list(value.items()))
-    if isinstance(value, (list, tuple)):
-        return ((str(i), f"[{i}]", v) for i, v in enumerate(list(value)))
-    if isinstance(value, (set, frozenset)):
-        return ((str(i), "", v) for i, v in enumerate(list(value)))
+_LEAVES = (
+    str,
+    bytes,
+    bytearray,
+    int,
+    float,
+    complex,
+    bool,
+    type(None),
+    types.ModuleType,
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    type,
+)
+"""Values shown without children."""
+
+
+def _has_children(value: Any) -> bool:
+    """Whether the variable can be expanded (cheap: nothing is copied)."""
+    if isinstance(value, _LEAVES):
+        return False
+    if isinstance(value, (Mapping, list, tuple, set, frozenset)):
+        return True
     attributes = getattr(value, "__dict__", None)
-    if isinstance(attributes, dict) and attributes:
-        return ((k, f".{k}", v) for k, v in list(attributes.items()))
-    return None
+    return isinstance(attributes, dict) and bool(attributes)
+
+
+def _children(value: Any) -> Iterator[tuple[str, str, Any]]:
+    """(name, evaluate suffix, child) for each child of an expandable value, from a copy taken
+    when iteration starts (the user's threads may change the container meanwhile)."""
+    if isinstance(value, Mapping):
+        for k, v in list(value.items()):
+            yield _safe_repr(k), f"[{_safe_repr(k)}]", v
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(list(value)):
+            yield str(i), f"[{i}]", v
+    elif isinstance(value, (set, frozenset)):
+        for i, v in enumerate(list(value)):
+            yield str(i), "", v
+    else:
+        for k, v in list(vars(value).items()):
+            yield k, f".{k}", v
 
 
 class VariableTable:
@@ -125,19 +152,14 @@ class VariableTable:
         if entry is None:
             return []
         evaluate_name, value = entry
-        children = _children(value)
-        if children is None:
-            return []
-        out: list[dict[str, Any]] = []
-        for name, suffix, child in children:
-            if len(out) >= MAX_CHILDREN:
-                break
-            out.append(self._variable(name, evaluate_name + suffix if suffix else "", child))
-        return out
+        return [
+            self._variable(name, evaluate_name + suffix if suffix else "", child)
+            for name, suffix, child in itertools.islice(_children(value), MAX_CHILDREN)
+        ]
 
     def _variable(self, name: str, evaluate_name: str, value: Any) -> dict[str, Any]:
         reference = 0
-        if _children(value) is not None:
+        if _has_children(value):
             with self._lock:
                 reference = self._next
                 self._next += 1
