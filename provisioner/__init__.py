@@ -15,6 +15,8 @@ from async_kernel_provisioner.async_provisioner import BACKENDS, AsyncKernelProv
 from async_kernel_provisioner.control import ControlAsker, connect_control
 from async_kernel_provisioner.errors import (
     AsyncKernelError,
+    GatewayError,
+    GatewayRefused,
     InvalidBackend,
     KernelNotAlive,
     KernelReplyError,
@@ -28,6 +30,8 @@ __all__ = [
     "AsyncKernelError",
     "AsyncKernelProvisioner",
     "ControlAsker",
+    "GatewayError",
+    "GatewayRefused",
     "InvalidBackend",
     "KernelNotAlive",
     "KernelReplyError",

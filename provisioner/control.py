@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from queue import Empty
 from typing import Any, cast
 
@@ -41,6 +41,7 @@ __all__ = [
     "ControlAsker",
     "connect_control",
     "connection_fingerprint",
+    "reply_content",
     "zmq_context_of",
 ]
 
@@ -94,6 +95,14 @@ class ControlAsker:
     def closed(self) -> bool:
         """True once [close][async_kernel_provisioner.control.ControlAsker.close] was called."""
         return self._closed
+
+    @contextlib.asynccontextmanager
+    async def burst(self) -> AsyncIterator[None]:
+        """A block of related requests. The ZMQ connection stays open anyway: nothing to do.
+
+        (The gateway asker closes its websocket after each burst; callers use both alike.)
+        """
+        yield
 
     async def request(
         self, msg_type: str, content: dict[str, Any] | None = None, *, timeout: float
@@ -161,7 +170,7 @@ class ControlAsker:
             KernelReplyError: the reply is not a ``caller_state_reply`` with ``status: "ok"``.
         """
         reply = await self.request(CALLER_STATE_REQUEST, {}, timeout=timeout)
-        return cast(CallerStateReply, _ok_content(reply, CALLER_STATE_REPLY))
+        return cast(CallerStateReply, reply_content(reply, CALLER_STATE_REPLY))
 
     async def kernel_info(self, *, timeout: float) -> dict[str, Any]:
         """Send ``kernel_info_request`` on control and return the ``kernel_info_reply`` content.
@@ -172,7 +181,7 @@ class ControlAsker:
             KernelReplyError: the reply is not a ``kernel_info_reply`` with ``status: "ok"``.
         """
         reply = await self.request("kernel_info_request", {}, timeout=timeout)
-        return _ok_content(reply, "kernel_info_reply")
+        return reply_content(reply, "kernel_info_reply")
 
     def close(self) -> None:
         """Stop the reader, fail requests still waiting, and stop the client's channels.
@@ -261,7 +270,12 @@ def zmq_context_of(owner: object) -> zmq.asyncio.Context | None:
     return None
 
 
-def _ok_content(reply: dict[str, Any], expected_type: str) -> dict[str, Any]:
+def reply_content(reply: dict[str, Any], expected_type: str) -> dict[str, Any]:
+    """The content of `reply` if it is an ``expected_type`` with ``status: "ok"``.
+
+    Raises:
+        KernelReplyError: another message type, no content, or an error status.
+    """
     msg_type = reply.get("header", {}).get("msg_type") or reply.get("msg_type")
     content = reply.get("content")
     if msg_type != expected_type or not isinstance(content, dict):

@@ -12,11 +12,17 @@ The hierarchy, each error saying what the caller can do about it::
     ├── NoAnswerInTime               the kernel lives but did not answer before the timeout
     │                                (stopped, overloaded, or its control thread is stuck):
     │                                retry later or with a longer timeout
+    ├── GatewayError                 the kernel runs behind a Kernel / Enterprise Gateway that
+    │   │                            could not be reached or failed the request: check the
+    │   │                            gateway and ``GatewayClient.url``
+    │   └── GatewayRefused           the gateway refused our credentials (401 / 403): fix
+    │                                ``GatewayClient.auth_token`` / ``headers``
     └── KernelReplyError             the kernel answered, but with an error or a reply of the
                                      wrong type: a kernel bug, report it
 
 The server extension maps these to HTTP statuses in exactly one place
-(`async_kernel_server.handlers`): 404, 409, 503, 504 and 502 respectively.
+(`async_kernel_server.handlers`): 404, 409, 503, 504, 502 (both gateway errors) and 502
+respectively; the body's ``reason`` (the class name) tells the 502s apart.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ from traitlets import TraitError
 
 __all__ = [
     "AsyncKernelError",
+    "GatewayError",
+    "GatewayRefused",
     "InvalidBackend",
     "KernelNotAlive",
     "KernelReplyError",
@@ -73,3 +81,20 @@ class NoAnswerInTime(AsyncKernelError):
 
 class KernelReplyError(AsyncKernelError):
     """The kernel answered, but with ``status`` other than ``"ok"`` or an unexpected reply type."""
+
+
+class GatewayError(AsyncKernelError):
+    """The kernel runs behind a gateway, and the gateway failed us.
+
+    It could not be reached, answered the kernel's websocket with an unexpected HTTP status,
+    or closed the websocket before the reply came. Check that the gateway runs and
+    ``GatewayClient.url`` / ``ws_url``; retrying later may help.
+    """
+
+
+class GatewayRefused(GatewayError):
+    """The gateway answered 401 or 403: it does not accept the server's credentials.
+
+    Set ``GatewayClient.auth_token`` (or ``headers``) to what the gateway expects
+    (Kernel Gateway: ``KernelGatewayApp.auth_token``). Retrying will not help.
+    """

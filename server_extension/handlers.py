@@ -18,6 +18,7 @@ from tornado import web
 
 from async_kernel_provisioner.errors import (
     AsyncKernelError,
+    GatewayError,
     KernelNotAlive,
     NoAnswerInTime,
     NotAnAsyncKernel,
@@ -42,8 +43,10 @@ HTTP_STATUS: dict[type[AsyncKernelError], int] = {
     NotAnAsyncKernel: 409,
     KernelNotAlive: 503,
     NoAnswerInTime: 504,
+    GatewayError: 502,
 }
-"""HTTP status per error; any other `AsyncKernelError` (a bad reply from the kernel) is 502."""
+"""HTTP status per error (`GatewayRefused` is a `GatewayError`); any other `AsyncKernelError`
+(a bad reply from the kernel) is 502 too. The body's ``reason`` names the error."""
 
 
 def http_error(exc: AsyncKernelError) -> web.HTTPError:

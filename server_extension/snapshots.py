@@ -11,6 +11,12 @@ kernel manager (checked on every call) and when the extension stops. Keeping the
 avoids a TCP connect and a ZMQ handshake per snapshot, and the kernel does not see a new peer
 every time a dashboard polls; requests on it are matched to replies by ``msg_id``, so concurrent
 requests (the list and a detail view at once) share it safely.
+
+Kernels of a gateway kernel manager (``--gateway-url``: Kernel Gateway, Enterprise Gateway) have
+no ZMQ ports here: they get an `async_kernel_server.gateway.GatewayAsker` instead, which talks to
+the gateway's kernel websocket and closes it after each burst (the requests of one snapshot or
+list row). Their ``kernel_name``, ``execution_state`` and ``last_activity`` are the gateway's
+(its kernel model, refreshed once per list and per snapshot).
 """
 
 from __future__ import annotations
@@ -19,10 +25,12 @@ import asyncio
 import datetime
 import logging
 import time
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, cast
 
 from jupyter_core.utils import ensure_async
+from jupyter_server.gateway.managers import GatewayKernelManager, GatewayMappingKernelManager
 
 from async_kernel.wire import (
     CALLER_STATE_FEATURE,
@@ -36,7 +44,6 @@ from async_kernel.wire import (
 from async_kernel_provisioner import (
     AsyncKernelError,
     AsyncKernelProvisioner,
-    ControlAsker,
     NotAnAsyncKernel,
     UnknownKernel,
 )
@@ -45,8 +52,25 @@ from async_kernel_provisioner.control import (
     connection_fingerprint,
     zmq_context_of,
 )
+from async_kernel_server.gateway import GatewayAsker
 
-__all__ = ["KernelSnapshots"]
+__all__ = ["KernelAsker", "KernelSnapshots"]
+
+
+class KernelAsker(Protocol):
+    """What snapshots need of a connection to one kernel: `ControlAsker` (local kernels, ZMQ)
+    and `GatewayAsker` (kernels behind a gateway) both are one."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    def burst(self) -> AbstractAsyncContextManager[None]: ...
+
+    async def caller_state(self, *, timeout: float) -> CallerStateReply: ...
+
+    async def kernel_info(self, *, timeout: float) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -54,7 +78,7 @@ class _Kernel:
     """What we keep per running kernel."""
 
     manager: Any
-    asker: ControlAsker
+    asker: KernelAsker
     connection_key: tuple[tuple[str, str], ...]
     is_async: bool | None = None
 
@@ -97,6 +121,7 @@ class KernelSnapshots:
         """
         kernel = self._kernel(kernel_id)
         state = await self._caller_state(kernel_id, kernel)
+        await self._refresh_gateway_model(kernel.manager)
         return {
             **state,
             "kernel_id": kernel_id,
@@ -136,6 +161,13 @@ class KernelSnapshots:
         Each kernel has its own ``timeout``; a kernel that fails gets an ``error`` row, so a
         stuck kernel never stalls the list. Never raises for a single kernel's failure.
         """
+        if isinstance(self.kernel_manager, GatewayMappingKernelManager):
+            # One GET of the gateway's kernel list refreshes every kernel's model (name, state,
+            # activity) and forgets kernels the gateway culled.
+            try:
+                await cast(Any, self.kernel_manager).list_kernels()
+            except Exception as exc:  # the rows then say what is wrong, kernel by kernel
+                self.log.warning("async_kernel_server: listing the gateway's kernels: %s", exc)
         ids = list(self.kernel_manager.list_kernel_ids())
         rows = await asyncio.gather(*(self._row(kernel_id) for kernel_id in ids))
         return [row for row in rows if row is not None]
@@ -176,13 +208,22 @@ class KernelSnapshots:
     async def _caller_state(self, kernel_id: str, kernel: _Kernel) -> CallerStateReply:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
-        if not await self._is_async(kernel, timeout=self.timeout):
-            raise NotAnAsyncKernel(
-                f"kernel {kernel_id} ({_identity(kernel.manager)['kernel_name']}) is not an "
-                "async kernel: it does not answer caller_state_request"
-            )
-        remaining = max(deadline - loop.time(), 0.0)
-        return await kernel.asker.caller_state(timeout=remaining)
+        async with kernel.asker.burst():
+            if not await self._is_async(kernel, timeout=self.timeout):
+                raise NotAnAsyncKernel(
+                    f"kernel {kernel_id} ({_identity(kernel.manager)['kernel_name']}) is not an "
+                    "async kernel: it does not answer caller_state_request"
+                )
+            remaining = max(deadline - loop.time(), 0.0)
+            return await kernel.asker.caller_state(timeout=remaining)
+
+    async def _refresh_gateway_model(self, manager: Any) -> None:
+        """Fetch a gateway kernel's model (its name, execution_state, last_activity)."""
+        if isinstance(manager, GatewayKernelManager):
+            try:
+                await cast(Any, manager).refresh_model()
+            except Exception as exc:  # keep the model we had; the state itself is fresh
+                self.log.debug("async_kernel_server: refreshing a gateway kernel model: %s", exc)
 
     async def _is_async(self, kernel: _Kernel, *, timeout: float) -> bool:
         """Decide (once per kernel) whether it is an async kernel, without waiting out a timeout.
@@ -217,7 +258,7 @@ class KernelSnapshots:
         ):
             if kernel is not None:
                 kernel.asker.close()
-            kernel = _Kernel(manager, _asker_for(manager), connection_key)
+            kernel = _Kernel(manager, _asker_for(kernel_id, manager), connection_key)
             self._kernels[kernel_id] = kernel
         return kernel
 
@@ -239,8 +280,11 @@ def _not_user_activity(kernel_manager: Any) -> None:
         kernel_manager.untracked_message_types = [*untracked, *missing]
 
 
-def _asker_for(manager: Any) -> ControlAsker:
-    """A ControlAsker for the kernel `manager` runs, made as the provisioner makes its own."""
+def _asker_for(kernel_id: str, manager: Any) -> KernelAsker:
+    """How to ask the kernel `manager` runs: through the gateway when it runs behind one, else a
+    ControlAsker over ZMQ made as the provisioner makes its own."""
+    if isinstance(manager, GatewayKernelManager):
+        return GatewayAsker(kernel_id)
 
     async def is_alive() -> bool:
         return bool(await ensure_async(manager.is_alive()))
@@ -277,8 +321,12 @@ def _connection_key(manager: Any) -> tuple[tuple[str, str], ...]:
 
 def _identity(manager: Any) -> dict[str, Any]:
     last_activity = getattr(manager, "last_activity", None)
+    name = getattr(manager, "kernel_name", None)
+    if isinstance(manager, GatewayKernelManager):  # its kernel_name is never set: the model's
+        model = manager.kernel if isinstance(manager.kernel, dict) else {}
+        name = model.get("name", name)
     return {
-        "kernel_name": getattr(manager, "kernel_name", None),
+        "kernel_name": name,
         "execution_state": getattr(manager, "execution_state", None),
         "last_activity": (
             format_time(last_activity.timestamp())

@@ -35,7 +35,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from hub_harness import CAROL, Hub, KernelChannel, Kernels, http, parse_time, utcnow, wait_for
+from hub_harness import CAROL, Hub, Kernels
+from loopback import KernelChannel, http, parse_time, utcnow, wait_for
 
 ADVANCE = timedelta(seconds=3)
 """How far past the end of all message and proxy traffic the server's last_activity must get

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import pytest
 import websocket
-from hub_harness import GRACE, Hub, KernelChannel, Kernels, http
+from hub_harness import GRACE, Hub, Kernels
+from loopback import KernelChannel, http
 
 ACCESS = f"access:servers!user={GRACE}"
 READ_KERNELS = f"custom:jupyter_server:read:kernels!user={GRACE}"

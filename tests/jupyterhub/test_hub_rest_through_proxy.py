@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from hub_harness import ALICE, BOB, Hub, Kernels, http
+from hub_harness import ALICE, BOB, Hub, Kernels
+from loopback import http
 
 
 def _list_url(hub: Hub) -> str:
