@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up .venv and run every check: lint, format, types, the JupyterLab extension's unit tests,
-# docs, and the four test suites (kernel side, server side, browser, JupyterHub) in one pytest
+# docs, and the five test suites (kernel side, server side, browser, JupyterHub, gateways) in one
+# pytest
 # session. Extra arguments go to pytest: `-k NAME` selects across the suites, so it passes when
 # NAME matches tests of any one of them (and fails, with pytest's exit code 5, when it matches
 # none).
@@ -26,13 +27,17 @@ echo "== labextension: TypeScript unit tests (jest)"
 (cd labextension && npm test --silent)
 echo "== mkdocs build --strict"
 mkdocs build --strict --quiet --site-dir "$(mktemp -d)"
-echo "== tests: kernel side, server side, browser (JupyterLab in Debian's Chromium), JupyterHub"
+echo "== tests: kernel side, server side, browser (JupyterLab in Debian's Chromium), JupyterHub, gateways"
 CHROMIUM="$(bash scripts/ensure-chromium.sh)"
 export CHROMIUM
 # tests/jupyterhub runs a real JupyterHub, whose proxy (configurable-http-proxy) comes from npm
 # into .venv/node.
 CONFIGURABLE_HTTP_PROXY="$(bash scripts/ensure-chp.sh)"
 export CONFIGURABLE_HTTP_PROXY
-# The same run as plain `pytest` from the root: pyproject.toml lists the four suites, each
+# tests/gateway runs jupyter-kernel-gateway (the test extra) and Enterprise Gateway, whose pins
+# need a venv of its own (.venv/enterprise-gateway, from PyPI).
+ENTERPRISE_GATEWAY_PYTHON="$(bash scripts/ensure-enterprise-gateway.sh)"
+export ENTERPRISE_GATEWAY_PYTHON
+# The same run as plain `pytest` from the root: pyproject.toml lists the five suites, each
 # folder's conftest.py configures its own. Extra arguments select within all of them.
 python -m pytest "$@"

@@ -213,6 +213,57 @@ class KernelGateway(_Process):
         return model
 
 
+ENTERPRISE_GATEWAY_ENV = "ENTERPRISE_GATEWAY_PYTHON"
+"""The environment variable naming the Python that runs Enterprise Gateway."""
+
+ENTERPRISE_GATEWAY_LOCAL = Path(__file__).resolve().parents[2] / ".venv" / "enterprise-gateway"
+"""Where ``scripts/ensure-enterprise-gateway.sh`` installs it (a venv of its own)."""
+
+
+def enterprise_gateway_python() -> str:
+    """The Python of Enterprise Gateway's own venv (its pins cannot share the project's)."""
+    python = os.environ.get(ENTERPRISE_GATEWAY_ENV) or str(ENTERPRISE_GATEWAY_LOCAL / "bin/python")
+    if not os.access(python, os.X_OK):
+        raise AssertionError(
+            f"no Enterprise Gateway at {python}: run `bash scripts/ensure-enterprise-gateway.sh` "
+            f"(scripts/test.sh does) or set {ENTERPRISE_GATEWAY_ENV}"
+        )
+    return python
+
+
+class EnterpriseGateway(KernelGateway):
+    """jupyter-enterprise-gateway 3.3 (jupyter_server 1, jupyter_client 6) in its own venv,
+    serving the same kernelspecs, which run the kernels with the project's Python.
+
+    Its jupyter_server 1 has no ``untracked_message_types``: every iopub message is activity
+    there, so ``hygiene`` does not apply (see docs/remote-kernels.md).
+    """
+
+    name = "enterprise-gateway"
+
+    def __init__(self, *, token: str | None = None) -> None:
+        super().__init__(token=token, hygiene=False)
+
+    def environment(self) -> dict[str, str]:
+        env = super().environment()
+        env["EG_LIST_KERNELS"] = "True"  # jupyter_server's gateway kernel manager lists them
+        env["EG_UNAUTHORIZED_USERS"] = "nobody-in-particular"  # by default root may not
+        return env
+
+    def command(self) -> list[str]:
+        args = [
+            enterprise_gateway_python(),
+            "-m",
+            "enterprise_gateway",
+            "--EnterpriseGatewayApp.ip=127.0.0.1",
+            f"--EnterpriseGatewayApp.port={self.port}",
+            "--EnterpriseGatewayApp.port_retries=0",
+        ]
+        if self.token:
+            args.append(f"--EnterpriseGatewayApp.auth_token={self.token}")
+        return args
+
+
 class GatewayedServer(_Process):
     """A Jupyter server whose kernels live at `gateway`, with this project's extension."""
 
