@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # Set up .venv and run every check: lint, format, types, the JupyterLab extension's unit tests,
-# docs, and the five test suites (kernel side, server side, browser, JupyterHub, gateways) in one
-# pytest
-# session. Extra arguments go to pytest: `-k NAME` selects across the suites, so it passes when
-# NAME matches tests of any one of them (and fails, with pytest's exit code 5, when it matches
-# none).
+# docs, and the five test suites (kernel side, server side, browser, JupyterHub, gateways) in
+# one pytest session. Extra arguments go to pytest: `-k NAME` selects across the suites, so it
+# passes when NAME matches tests of any one of them (and fails, with pytest's exit code 5, when
+# it matches none).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
