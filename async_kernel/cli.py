@@ -2,6 +2,7 @@
 
 ```text
 async-kernel install [--user | --sys-prefix | --prefix P] [--name N] [--display-name D] [--backend B]
+                     [--remote {kubernetes,docker,docker-swarm} --image-name IMAGE]
 async-kernel remove NAME [--user | --sys-prefix | --prefix P] [-f/--force]
 async-kernel list [--json]
 async-kernel [launch] -f CONNECTION_FILE [--backend B] [--log-level L] [--introspection-timeout S]
@@ -12,8 +13,12 @@ async-kernel [launch] -f CONNECTION_FILE [--backend B] [--log-level L] [--intros
 of `launch`, which is how a kernelspec's `argv` starts the kernel.
 
 Exit codes: 0 on success, 1 when the command could not be carried out (kernelspec not found,
-permission denied), 2 for bad command-line input (unknown flag or backend, missing connection
-file); on 2 nothing has been written.
+permission denied, gateway_provisioners missing for `--remote`), 2 for bad command-line input
+(unknown flag or backend, missing connection file, `--remote` without `--image-name`); on 2
+nothing has been written.
+
+`python -m async_kernel.launch` (module `async_kernel.launch`) is the launcher that remote
+kernelspecs' containers run.
 """
 
 from __future__ import annotations
@@ -89,6 +94,18 @@ def _build_parser() -> argparse.ArgumentParser:
         help="name shown in kernel pickers (default: 'Python 3 (async)' or 'Python 3 (async, trio)')",
     )
     _add_backend_argument(install)
+    install.add_argument(
+        "--remote",
+        choices=kernelspec.REMOTES,
+        help="write a kernelspec for gateway_provisioners' provisioner of this kind instead: "
+        "the kernel runs in a container of --image-name, which starts "
+        "'python -m async_kernel.launch' (needs gateway_provisioners installed here)",
+    )
+    install.add_argument(
+        "--image-name",
+        metavar="IMAGE",
+        help="with --remote (and required by it): the kernel image the provisioner starts",
+    )
     install.set_defaults(handler=_install)
 
     remove = commands.add_parser(
@@ -129,16 +146,34 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="the JSON connection file written by the launching Jupyter client",
     )
-    _add_backend_argument(launch)
-    launch.add_argument(
+    add_kernel_options(launch)
+    launch.set_defaults(handler=_launch)
+    return parser
+
+
+def add_kernel_options(
+    parser: argparse.ArgumentParser,
+    *,
+    backend_default: str = "asyncio",
+    log_level_default: str = "WARNING",
+) -> None:
+    """Add the options that configure a kernel process (shared by `launch` and
+    `python -m async_kernel.launch`): `--backend`, `--log-level`, `--introspection-timeout`,
+    `--comms-in-subshells`, `--no-debug-just-my-code`.
+
+    [kernel_option_argv][async_kernel.cli.kernel_option_argv] turns the parsed values back into
+    arguments for `async-kernel launch`.
+    """
+    _add_backend_argument(parser, default=backend_default)
+    parser.add_argument(
         "--log-level",
         type=str.upper,
         choices=LOG_LEVELS,
-        default="WARNING",
+        default=log_level_default,
         metavar="LEVEL",
-        help=f"logging level, one of {', '.join(LOG_LEVELS)} (default: WARNING)",
+        help=f"logging level, one of {', '.join(LOG_LEVELS)} (default: {log_level_default})",
     )
-    launch.add_argument(
+    parser.add_argument(
         "--introspection-timeout",
         type=_positive_seconds,
         default=5.0,
@@ -146,22 +181,35 @@ def _build_parser() -> argparse.ArgumentParser:
         help="seconds a completion or inspection may take before it gets an empty answer "
         "(default: 5)",
     )
-    launch.add_argument(
+    parser.add_argument(
         "--comms-in-subshells",
         action="store_true",
         help="run comm messages addressed to a subshell in that subshell's thread, as ipykernel "
         "does (default: every comm message runs on the main shell, so widget callbacks stay on "
         "one event loop)",
     )
-    launch.add_argument(
+    parser.add_argument(
         "--no-debug-just-my-code",
         dest="debug_just_my_code",
         action="store_false",
         help="let the debugger step and stop in library code too when the frontend does not "
         "say (JupyterLab does not; VS Code's justMyCode setting always wins)",
     )
-    launch.set_defaults(handler=_launch)
-    return parser
+
+
+def kernel_option_argv(args: argparse.Namespace) -> list[str]:
+    """The arguments of `async-kernel launch` that reproduce the options parsed by
+    [add_kernel_options][async_kernel.cli.add_kernel_options] (already validated)."""
+    argv = [
+        *("--backend", args.backend),
+        *("--log-level", args.log_level),
+        *("--introspection-timeout", repr(args.introspection_timeout)),
+    ]
+    if args.comms_in_subshells:
+        argv.append("--comms-in-subshells")
+    if not args.debug_just_my_code:
+        argv.append("--no-debug-just-my-code")
+    return argv
 
 
 def _add_location_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
@@ -177,13 +225,13 @@ def _add_location_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
     where.add_argument("--prefix", metavar="PREFIX", help=f"{verb} in PREFIX/share/jupyter")
 
 
-def _add_backend_argument(parser: argparse.ArgumentParser) -> None:
+def _add_backend_argument(parser: argparse.ArgumentParser, default: str = "asyncio") -> None:
     parser.add_argument(
         "--backend",
         type=_backend_argument,
-        default="asyncio",
+        default=default,
         metavar="{" + ",".join(BACKENDS) + "}",
-        help="the event loop the kernel runs (default: asyncio)",
+        help=f"the event loop the kernel runs (default: {default})",
     )
 
 
@@ -222,6 +270,10 @@ def _fail(command: str, message: str) -> int:
 
 
 def _install(args: argparse.Namespace) -> int:
+    if args.remote is not None:
+        return _install_remote(args)
+    if args.image_name is not None:
+        return _usage_error("install", "--image-name needs --remote")
     try:
         path = kernelspec.install(
             name=args.name,
@@ -240,6 +292,41 @@ def _install(args: argparse.Namespace) -> int:
         return _fail("install", str(e))
     print(f"Installed kernelspec {args.name or kernelspec.default_name(args.backend)} in {path}")
     return 0
+
+
+def _install_remote(args: argparse.Namespace) -> int:
+    if not args.image_name:
+        return _usage_error("install", f"--remote {args.remote} needs --image-name IMAGE")
+    name = args.name or kernelspec.default_remote_name(args.remote, args.backend)
+    try:
+        path = kernelspec.install_remote(
+            args.remote,
+            args.image_name,
+            name=name,
+            display_name=args.display_name,
+            backend=args.backend,
+            user=args.user,
+            prefix=_prefix(args),
+        )
+    except ValueError as e:
+        return _usage_error("install", str(e))
+    except kernelspec.GatewayProvisionersMissingError as e:
+        return _fail("install", str(e.args[0]))
+    except PermissionError as e:
+        return _fail(
+            "install",
+            f"{e}. Installing system-wide needs write access there; "
+            "use --user or --sys-prefix instead.",
+        )
+    except OSError as e:
+        return _fail("install", str(e))
+    print(f"Installed {args.remote} kernelspec {name} in {path}")
+    return 0
+
+
+def _usage_error(command: str, message: str) -> int:
+    print(f"{PROG} {command}: error: {message}", file=sys.stderr)
+    return 2
 
 
 def _remove(args: argparse.Namespace) -> int:

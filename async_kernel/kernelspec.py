@@ -10,12 +10,18 @@ The work is done by `jupyter_client.kernelspec.KernelSpecManager`, so the kernel
 everything first and writes `kernel.json` into a temporary directory, which is then copied into
 place in one step: bad input leaves nothing behind, and a copy that fails half-way is removed.
 
+[install_remote][async_kernel.kernelspec.install_remote] writes kernelspecs for
+gateway_provisioners' container provisioners (Kubernetes, Docker, Docker Swarm): the kernel runs
+in a container from an image that starts `python -m async_kernel.launch`, and the kernelspec
+holds the provisioner's own launch script, copied from the installed gateway_provisioners.
+
 Nothing here is thread-safe against concurrent installs of the same name (neither is Jupyter's
 own `jupyter kernelspec install`); every function is synchronous and blocks on file I/O.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -31,15 +37,22 @@ from jupyter_core.paths import SYSTEM_JUPYTER_PATH
 from async_kernel.wire import PROVISIONER_NAME, Backend, validate_backend
 
 __all__ = [
+    "BACKEND_ENV",
     "DEFAULT_DISPLAY_NAMES",
     "DEFAULT_NAMES",
+    "REMOTES",
+    "GatewayProvisionersMissingError",
     "KernelSpecInfo",
     "KernelSpecNotFoundError",
     "NotAsyncKernelSpecError",
     "default_name",
+    "default_remote_name",
     "install",
+    "install_remote",
     "list_specs",
     "make_kernel_spec",
+    "make_remote_kernel_spec",
+    "remote_launcher_files",
     "remove",
     "validate_name",
 ]
@@ -53,6 +66,36 @@ DEFAULT_DISPLAY_NAMES: Final[dict[Backend, str]] = {
     "trio": "Python 3 (async, trio)",
 }
 """The display name (shown in launchers and kernel pickers) for each backend's default spec."""
+
+
+@dataclass(frozen=True)
+class _Remote:
+    provisioner: str  # gateway_provisioners' entry-point name
+    launcher_dir: str  # under gateway_provisioners/kernel-launchers/
+    files: tuple[str, ...]  # copied from its scripts/ into the kernelspec's scripts/
+    title: str  # for display names
+
+
+_REMOTES: Final[dict[str, _Remote]] = {
+    "kubernetes": _Remote(
+        "kubernetes-provisioner",
+        "kubernetes",
+        ("launch_kubernetes.py", "kernel-pod.yaml.j2"),
+        "Kubernetes",
+    ),
+    "docker": _Remote("docker-provisioner", "docker", ("launch_docker.py",), "Docker"),
+    "docker-swarm": _Remote(
+        "docker-swarm-provisioner", "docker", ("launch_docker.py",), "Docker Swarm"
+    ),
+}
+
+REMOTES: Final[tuple[str, ...]] = tuple(_REMOTES)
+"""The remote kinds [install_remote][async_kernel.kernelspec.install_remote] writes
+kernelspecs for: `kubernetes`, `docker`, `docker-swarm`."""
+
+BACKEND_ENV: Final = "ASYNC_KERNEL_BACKEND"
+"""The environment variable that carries a remote kernelspec's backend into the container,
+where `python -m async_kernel.launch` reads it."""
 
 # jupyter_client's rule (kernelspec._kernel_name_pat), after lower-casing.
 _NAME_PATTERN: Final = re.compile(r"^[a-z0-9._-]+$")
@@ -69,6 +112,15 @@ class NotAsyncKernelSpecError(ValueError):
     """The kernelspec exists but was not written by async-kernel, so it is left alone.
 
     Pass `force=True` (`async-kernel remove --force`) to remove it anyway.
+    """
+
+
+class GatewayProvisionersMissingError(LookupError):
+    """A remote kernelspec needs gateway_provisioners' launch scripts, and gateway_provisioners
+    is not installed in this environment (or lacks them).
+
+    Install it where the Jupyter server runs, with the extra of the provisioner:
+    `pip install 'gateway_provisioners[k8s]'` (or `[docker]`), then install the kernelspec there.
     """
 
 
@@ -158,6 +210,185 @@ def make_kernel_spec(backend: str = "asyncio", display_name: str | None = None) 
             },
         },
     }
+
+
+def default_remote_name(remote: str, backend: str = "asyncio") -> str:
+    """The default name of a remote kernelspec: `async-kubernetes`, `async-docker-trio`, ...
+
+    Raises:
+        ValueError: unknown `remote` or `backend`.
+    """
+    _remote(remote)
+    valid = validate_backend(backend)
+    return f"async-{remote}" + ("-trio" if valid == "trio" else "")
+
+
+def _default_remote_display_name(remote: str, backend: str) -> str:
+    title = _remote(remote).title
+    return f"Python 3 (async, trio, {title})" if backend == "trio" else f"Python 3 (async, {title})"
+
+
+def _remote(remote: str) -> _Remote:
+    try:
+        return _REMOTES[remote]
+    except KeyError:
+        valid = ", ".join(repr(r) for r in REMOTES)
+        raise ValueError(f"Unknown remote {remote!r}: use one of {valid}.") from None
+
+
+def remote_launcher_files(remote: str) -> list[str]:
+    """The paths of gateway_provisioners' launch files a `remote` kernelspec holds (for
+    `kubernetes`, `launch_kubernetes.py` and the pod template `kernel-pod.yaml.j2`; for
+    `docker` and `docker-swarm`, `launch_docker.py`), found without importing it.
+
+    Raises:
+        ValueError: unknown `remote`.
+        GatewayProvisionersMissingError: gateway_provisioners is not installed, or lacks them.
+    """
+    spec = _remote(remote)
+    try:
+        found = importlib.util.find_spec("gateway_provisioners")
+    except (ImportError, ValueError):
+        found = None
+    locations = list(found.submodule_search_locations or []) if found is not None else []
+    if not locations:
+        raise GatewayProvisionersMissingError(
+            f"A {spec.title} kernelspec needs gateway_provisioners (its provisioner and launch "
+            "script), which is not installed here: pip install 'gateway_provisioners"
+            f"[{'k8s' if remote == 'kubernetes' else 'docker'}]' where the Jupyter server runs."
+        )
+    scripts = os.path.join(locations[0], "kernel-launchers", spec.launcher_dir, "scripts")
+    paths = [os.path.join(scripts, name) for name in spec.files]
+    if missing := [path for path in paths if not os.path.isfile(path)]:
+        raise GatewayProvisionersMissingError(
+            f"gateway_provisioners in {locations[0]} lacks {', '.join(missing)}: reinstall it."
+        )
+    return paths
+
+
+def make_remote_kernel_spec(
+    remote: str,
+    image_name: str,
+    resource_dir: str,
+    backend: str = "asyncio",
+    display_name: str | None = None,
+) -> dict[str, Any]:
+    """Build the `kernel.json` content for a kernel run by a gateway_provisioners container
+    provisioner.
+
+    `argv` runs the provisioner's launch script from the kernelspec's `scripts/` directory
+    (with the Python calling this function), which starts a container of `image_name`; the
+    image runs `python -m async_kernel.launch`, which gets the backend from the kernelspec's
+    `env` ([BACKEND_ENV][async_kernel.kernelspec.BACKEND_ENV]) and the kernel id, response
+    address and public key from the environment the launch script gives the container.
+
+    Args:
+        remote: `"kubernetes"`, `"docker"` or `"docker-swarm"`.
+        image_name: The kernel image (e.g. `registry.example.com/async-kernel:1.0`).
+        resource_dir: The kernelspec's installed directory (the script's location).
+        backend: `"asyncio"` or `"trio"`.
+        display_name: The name shown to users; defaults to e.g. `Python 3 (async, Kubernetes)`.
+
+    Raises:
+        ValueError: unknown `remote` or `backend`, or an empty `image_name`.
+    """
+    spec = _remote(remote)
+    valid = validate_backend(backend)
+    image = image_name.strip()
+    if not image or any(c.isspace() for c in image):
+        raise ValueError(
+            f"Invalid image name {image_name!r}: give the kernel image, e.g. "
+            "registry.example.com/async-kernel:1.0."
+        )
+    return {
+        "argv": [
+            sys.executable,
+            os.path.join(resource_dir, "scripts", spec.files[0]),
+            *("--kernel-id", "{kernel_id}"),
+            *("--port-range", "{port_range}"),
+            *("--response-address", "{response_address}"),
+            *("--public-key", "{public_key}"),
+        ],
+        "display_name": display_name or _default_remote_display_name(remote, valid),
+        "language": "python",
+        "interrupt_mode": "message",
+        "env": {BACKEND_ENV: valid},
+        "metadata": {
+            "debugger": True,
+            "kernel_provisioner": {
+                "provisioner_name": spec.provisioner,
+                "config": {"image_name": image},
+            },
+            "async_kernel": {"remote": remote, "backend": valid},
+        },
+    }
+
+
+def install_remote(
+    remote: str,
+    image_name: str,
+    name: str | None = None,
+    display_name: str | None = None,
+    backend: str = "asyncio",
+    user: bool = False,
+    prefix: str | None = None,
+) -> str:
+    """Install (or replace) a kernelspec for a gateway_provisioners container provisioner.
+
+    The kernelspec directory gets `kernel.json` (see
+    [make_remote_kernel_spec][async_kernel.kernelspec.make_remote_kernel_spec]) and, in
+    `scripts/`, the provisioner's launch files copied from the installed gateway_provisioners
+    (see [remote_launcher_files][async_kernel.kernelspec.remote_launcher_files]). Where it goes
+    is as for [install][async_kernel.kernelspec.install]; so is the all-or-nothing write.
+
+    Args:
+        remote: `"kubernetes"`, `"docker"` or `"docker-swarm"`.
+        image_name: The kernel image the provisioner starts.
+        name: The kernelspec name; defaults to e.g. `async-kubernetes` (`-trio` for trio).
+        display_name: The name shown to users.
+        backend: `"asyncio"` or `"trio"`.
+        user: Install for the current user only.
+        prefix: Install under this prefix instead.
+
+    Returns:
+        The path of the installed kernelspec directory.
+
+    Raises:
+        ValueError: unknown remote or backend, invalid name or image, or both `user` and
+            `prefix` given; nothing is written.
+        GatewayProvisionersMissingError: gateway_provisioners is not installed; nothing is
+            written.
+        OSError: the destination cannot be written; no partial kernelspec is left behind.
+    """
+    valid = validate_backend(backend)
+    kernel_name = validate_name(name) if name is not None else default_remote_name(remote, valid)
+    if user and prefix:
+        raise ValueError("Give either user=True or a prefix, not both.")
+    sources = remote_launcher_files(remote)
+    manager = KernelSpecManager()
+    destination = os.path.join(_kernels_dir(manager, user=user, prefix=prefix), kernel_name)
+    spec = make_remote_kernel_spec(remote, image_name, destination, valid, display_name)
+    with tempfile.TemporaryDirectory(prefix="async-kernel-spec-") as staging:
+        source = os.path.join(staging, kernel_name)
+        os.makedirs(os.path.join(source, "scripts"))
+        for path in sources:
+            shutil.copy(path, os.path.join(source, "scripts", os.path.basename(path)))
+        _write_json(os.path.join(source, "kernel.json"), spec)
+        try:
+            installed = manager.install_kernel_spec(source, kernel_name, user=user, prefix=prefix)
+            if os.path.realpath(installed) != os.path.realpath(destination):
+                # The script's path in argv must be where the kernelspec really went.
+                spec = make_remote_kernel_spec(remote, image_name, installed, valid, display_name)
+                _write_json(os.path.join(installed, "kernel.json"), spec)
+            return installed
+        except BaseException:
+            shutil.rmtree(destination, ignore_errors=True)
+            raise
+
+
+def _write_json(path: str, content: dict[str, Any]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(json.dumps(content, indent=2) + "\n")
 
 
 def install(
@@ -305,12 +536,21 @@ def _provisioner(spec: dict[str, Any]) -> dict[str, Any]:
     return provisioner if isinstance(provisioner, dict) else {}
 
 
+def _remote_marker(spec: dict[str, Any]) -> dict[str, Any]:
+    # A remote kernelspec names gateway_provisioners' provisioner; this marks it as ours.
+    metadata = spec.get("metadata")
+    marker = metadata.get("async_kernel") if isinstance(metadata, dict) else None
+    return marker if isinstance(marker, dict) and "remote" in marker else {}
+
+
 def _is_async_spec(spec: dict[str, Any]) -> bool:
-    return _provisioner(spec).get("provisioner_name") == PROVISIONER_NAME
+    return _provisioner(spec).get("provisioner_name") == PROVISIONER_NAME or bool(
+        _remote_marker(spec)
+    )
 
 
 def _spec_backend(spec: dict[str, Any]) -> str:
-    config = _provisioner(spec).get("config")
+    config = _remote_marker(spec) or _provisioner(spec).get("config")
     backend = config.get("backend") if isinstance(config, dict) else None
     # The provisioner's own default when the spec names none.
     return str(backend) if backend is not None else "asyncio"
