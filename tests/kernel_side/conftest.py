@@ -5,8 +5,10 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+from cli_harness import Cli, make_cli
 
 from async_kernel import Caller
 
@@ -69,3 +71,21 @@ def blocked(caller: Caller) -> Iterator[threading.Event]:
     assert started.wait(STOP_TIMEOUT)
     yield release
     release.set()
+
+
+@pytest.fixture
+def prefix(tmp_path: Path) -> Path:
+    """An install prefix of the test's own (``async-kernel install --prefix``)."""
+    return tmp_path / "prefix"
+
+
+@pytest.fixture
+def kernels_dir(prefix: Path) -> Path:
+    """Where kernelspecs installed under `prefix` go."""
+    return prefix / "share" / "jupyter" / "kernels"
+
+
+@pytest.fixture
+def cli(tmp_path: Path, prefix: Path) -> Cli:
+    """Run ``python -m async_kernel ...`` with the test's own Jupyter dirs."""
+    return make_cli(tmp_path, prefix)

@@ -8,58 +8,16 @@ kernelspecs are never touched.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import types
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_harness import Cli, read_spec
 
 from async_kernel.cli import main
-
-Cli = Callable[..., subprocess.CompletedProcess[str]]
-
-
-@pytest.fixture
-def prefix(tmp_path: Path) -> Path:
-    return tmp_path / "prefix"
-
-
-@pytest.fixture
-def kernels_dir(prefix: Path) -> Path:
-    return prefix / "share" / "jupyter" / "kernels"
-
-
-@pytest.fixture
-def cli(tmp_path: Path, prefix: Path) -> Cli:
-    env = {
-        **os.environ,
-        "JUPYTER_DATA_DIR": str(tmp_path / "data"),
-        "JUPYTER_PATH": str(prefix / "share" / "jupyter"),
-        "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
-        "IPYTHONDIR": str(tmp_path / "ipython"),
-        "JUPYTER_PLATFORM_DIRS": "1",
-    }
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "async_kernel", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-
-    return run
-
-
-def read_spec(kernels_dir: Path, name: str) -> dict[str, Any]:
-    spec: dict[str, Any] = json.loads((kernels_dir / name / "kernel.json").read_text())
-    return spec
 
 
 def expected_spec(backend: str, display_name: str) -> dict[str, Any]:

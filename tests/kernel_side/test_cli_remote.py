@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_harness import Cli, read_spec
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.provisioning import KernelProvisionerFactory
 
@@ -25,55 +23,17 @@ from async_kernel.cli import main
 
 pytest.importorskip("gateway_provisioners")
 
-Cli = Callable[..., subprocess.CompletedProcess[str]]
 
 IMAGE = "registry.example.com/async-kernel:1.0"
 
 
-@pytest.fixture
-def prefix(tmp_path: Path) -> Path:
-    return tmp_path / "prefix"
-
-
-@pytest.fixture
-def kernels_dir(prefix: Path) -> Path:
-    return prefix / "share" / "jupyter" / "kernels"
-
-
-@pytest.fixture
-def cli(tmp_path: Path, prefix: Path) -> Cli:
-    env = {
-        **os.environ,
-        "JUPYTER_DATA_DIR": str(tmp_path / "data"),
-        "JUPYTER_PATH": str(prefix / "share" / "jupyter"),
-        "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
-        "JUPYTER_PLATFORM_DIRS": "1",
-    }
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "async_kernel", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-
-    return run
-
-
 def gateway_scripts(kind: str) -> Path:
+    """gateway_provisioners' installed launch scripts for `kind`."""
     spec = importlib.util.find_spec("gateway_provisioners")
     assert spec is not None
     assert spec.submodule_search_locations is not None
     root = Path(next(iter(spec.submodule_search_locations)))
     return root / "kernel-launchers" / kind / "scripts"
-
-
-def read_spec(kernels_dir: Path, name: str) -> dict[str, Any]:
-    spec: dict[str, Any] = json.loads((kernels_dir / name / "kernel.json").read_text())
-    return spec
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
