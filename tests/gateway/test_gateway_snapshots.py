@@ -7,6 +7,7 @@ server forwarding to it with this project's extension, async kernels over ZMQ at
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import signal
 import time
@@ -189,7 +190,9 @@ def _ask(gateway_client: GatewayClient, kernel_id: str) -> BaseException:
             asker.close()
         raise AssertionError("the gateway answered")
 
-    return asyncio.run(ask())
+    # In a thread of its own: an earlier suite of the session may leave a loop running here.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, ask()).result()
 
 
 def test_a_gateway_that_refuses_the_token_is_502_gateway_refused(
