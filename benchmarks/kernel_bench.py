@@ -1,11 +1,15 @@
-"""Kernel benchmark: async-kernel (asyncio and trio) side by side with ipykernel, one run.
+"""Kernel benchmark: async-kernel (asyncio and trio) beside the floor kernel and ipykernel, one run.
 
 Each kernel is a real subprocess started by jupyter_client's KernelManager; the benchmark talks
 to it through its own lean zmq sockets and a jupyter_client Session, so client overhead is the
-same for every kernel and small. Prints medians (and p99 for round trips) and our/ipykernel ratios.
+same for every kernel and small. The floor kernel (`floor_kernel.py`, next to this file) is the
+least a Python kernel can be: one synchronous loop, a Session, `exec`. Prints medians (and p99
+for round trips), then ours/floor and ours/ipykernel ratios for both async variants, and the
+targets of issue 14 (ours against the floor).
 
     .venv/bin/python benchmarks/kernel_bench.py            # full run (a few minutes)
     .venv/bin/python benchmarks/kernel_bench.py --quick    # smoke run
+    .venv/bin/python benchmarks/kernel_bench.py --rounds 5 --kernels floor "async (asyncio)"
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -25,12 +30,21 @@ from jupyter_client import KernelManager
 from async_kernel._kernel.messaging import KernelSession
 from async_kernel.kernelspec import make_kernel_spec
 
+FLOOR_KERNEL = Path(__file__).resolve().with_name("floor_kernel.py")
+
 KERNELS: dict[str, list[str]] = {
+    "floor": [sys.executable, str(FLOOR_KERNEL), "-f", "{connection_file}"],
     "ipykernel": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
     # Exactly what the installed kernelspecs run.
     "async (asyncio)": make_kernel_spec("asyncio")["argv"],
     "async (trio)": make_kernel_spec("trio")["argv"],
 }
+
+# Kernels that answer nothing while a cell runs, by design: the rows that measure the shell
+# while a cell awaits or blocks, and the subshell row, are not run for them.
+SYNCHRONOUS = {"floor"}
+OURS = ["async (asyncio)", "async (trio)"]
+REFERENCES = ["floor", "ipykernel"]
 
 
 class _Manager(KernelManager):
@@ -173,7 +187,8 @@ def bench_kernel(name: str, quick: bool) -> Result:
             if "async" in name
             else "import asyncio\nawait asyncio.sleep({})"
         )
-        for label, code in (("await", sleeper), ("block", "import time\ntime.sleep({})")):
+        cases = [("await", sleeper), ("block", "import time\ntime.sleep({})")]
+        for label, code in [] if name in SYNCHRONOUS else cases:
             duration = 2 if quick else 4
             exec_id = client.send(client.shell, "execute_request", {"code": code.format(duration)})
             time.sleep(0.3)
@@ -198,8 +213,10 @@ def bench_kernel(name: str, quick: bool) -> Result:
 
         # An execute round trip in a subshell (JEP 91) while the main shell blocks: the
         # subshell's own thread runs the cell.
-        created = client.request(client.control, "create_subshell_request", {})["content"]
-        subshell = created.get("subshell_id")
+        subshell = None
+        if name not in SYNCHRONOUS:
+            created = client.request(client.control, "create_subshell_request", {})["content"]
+            subshell = created.get("subshell_id")
         if subshell:
             duration = 2 if quick else 4
             code = f"import time\ntime.sleep({duration})"
@@ -266,9 +283,35 @@ def bench_kernel(name: str, quick: bool) -> Result:
     return result
 
 
-LOWER_IS_BETTER = {"startup_s", "idle_rss_mb", "print_to_reply_s", "print_all_output_s"}
+LOWER_IS_BETTER = {
+    "startup_s",
+    "idle_rss_mb",
+    "shell_rtt_p50_ms",
+    "shell_rtt_p99_ms",
+    "control_rtt_p50_ms",
+    "control_rtt_p99_ms",
+    "shell_rtt_while_await_p50_ms",
+    "shell_rtt_while_block_p50_ms",
+    "subshell_execute_rtt_while_block_p50_ms",
+    "print_to_reply_s",
+    "print_all_output_s",
+}
 
+# Neither: a count, shown for information.
+NEUTRAL = {"print_stream_messages"}
+
+# Issue 14, "close to the floor": ours / the floor kernel.
 TARGETS = {
+    "startup_s": ("<=", 1.2),
+    "idle_rss_mb": ("<=", 1.05),
+    "shell_rtt_p50_ms": ("<=", 1.0),
+    "sequential_cells_per_s": (">=", 0.8),
+    "pipelined_cells_per_s": (">=", 1.0),
+    "print_stream_MB_per_s": (">=", 0.5),
+}
+
+# The earlier targets, ours / ipykernel.
+IPYKERNEL_TARGETS = {
     "startup_s": ("<=", 0.8),
     "idle_rss_mb": ("<=", 0.9),
     "shell_rtt_p50_ms": ("<=", 0.4),
@@ -276,6 +319,29 @@ TARGETS = {
     "pipelined_cells_per_s": (">=", 6.0),
     "print_stream_MB_per_s": (">=", 3.0),
 }
+
+SHORT = {
+    "floor": "floor",
+    "ipykernel": "ipyk",
+    "async (asyncio)": "asyncio",
+    "async (trio)": "trio",
+}
+
+
+def paired_ratio(runs: dict[str, list[Result]], ours: str, base: str, key: str) -> float | None:
+    """Median over rounds of ours/base measured in the same round (rounds are interleaved, so
+    this cancels most of a noisy machine's drift; it can differ from the ratio of medians)."""
+    ratios = [
+        a.figures[key] / b.figures[key]
+        for a, b in zip(runs[ours], runs[base], strict=True)
+        if key in a.figures and b.figures.get(key)
+    ]
+    return statistics.median(ratios) if ratios else None
+
+
+def meets(ratio: float, target: tuple[str, float]) -> bool:
+    op, value = target
+    return ratio <= value if op == "<=" else ratio >= value
 
 
 def main() -> None:
@@ -292,13 +358,18 @@ def main() -> None:
             print(f"round {round_number + 1}/{args.rounds}: {name} ...", file=sys.stderr)
             runs[name].append(bench_kernel(name, args.quick))
 
+    # Every metric any kernel has, in the order of the kernel that has the most.
+    keys: list[str] = []
+    for results in sorted(runs.values(), key=lambda r: -len(r[0].figures)):
+        keys += [key for key in results[0].figures if key not in keys]
     medians = {
         name: {
-            key: statistics.median(r.figures[key] for r in results) for key in results[0].figures
+            key: statistics.median(r.figures[key] for r in results)
+            for key in keys
+            if all(key in r.figures for r in results)
         }
         for name, results in runs.items()
     }
-    keys = list(next(iter(medians.values())))
     names = list(medians)
     width = max(len(k) for k in keys) + 2
     print(
@@ -306,27 +377,57 @@ def main() -> None:
         + "".join(f"{n:>18}" for n in names)
     )
     for key in keys:
-        print(f"{key:<{width}}" + "".join(f"{medians[n][key]:>18.3f}" for n in names))
-    if "ipykernel" in medians:
+        cells = (f"{medians[n][key]:>18.3f}" if key in medians[n] else f"{'-':>18}" for n in names)
+        print(f"{key:<{width}}" + "".join(cells))
+
+    pairs = [(o, b) for o in OURS if o in runs for b in REFERENCES if b in runs]
+    ratios = {(o, b, key): paired_ratio(runs, o, b, key) for o, b in pairs for key in keys}
+    if pairs:
         print(
-            f"\n{'ratio ours/ipykernel':<{width}}"
-            + "".join(f"{n:>18}" for n in names if n != "ipykernel")
-            + "   target"
+            f"\n{'ratio ours/reference':<{width}}"
+            + "".join(f"{SHORT[o] + '/' + SHORT[b]:>14}" for o, b in pairs)
+            + "  better  target/floor  target/ipyk"
         )
         for key in keys:
-            base = medians["ipykernel"][key]
             row = f"{key:<{width}}"
-            for n in names:
-                if n == "ipykernel":
-                    continue
-                row += f"{(medians[n][key] / base if base else float('nan')):>17.2f}x"
-            if key in TARGETS:
-                op, value = TARGETS[key]
-                row += f"   {op} {value}x"
-            print(row)
+            for o, b in pairs:
+                ratio = ratios[o, b, key]
+                row += f"{ratio:>13.2f}x" if ratio is not None else f"{'-':>14}"
+            better = "-" if key in NEUTRAL else "lower" if key in LOWER_IS_BETTER else "higher"
+            row += f"  {better:>6}"
+            for targets, column in ((TARGETS, 12), (IPYKERNEL_TARGETS, 11)):
+                target = " ".join(map(str, targets[key])) + "x" if key in targets else ""
+                row += f"  {target:>{column}}"
+            print(row.rstrip())
+        print("(ratio: median over rounds of ours/reference measured in the same round)")
+
+    if "floor" in runs and any(o in runs for o in OURS):
+        print("\ntargets of issue 14 (ours/floor)")
+        for key, target in TARGETS.items():
+            verdicts = []
+            for o in OURS:
+                ratio = ratios.get((o, "floor", key))
+                if ratio is not None:
+                    verdicts.append(
+                        f"{SHORT[o]} {ratio:.2f}x {'ok' if meets(ratio, target) else 'MISS'}"
+                    )
+            wanted = f"{target[0]} {target[1]}x"
+            print(f"  {key:<{width}}{wanted:<11}" + ",  ".join(verdicts))
+
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"medians": medians, "rounds": args.rounds, "quick": args.quick}, f, indent=2)
+            json.dump(
+                {
+                    "medians": medians,
+                    "ratios": {f"{o}/{b}": {k: ratios[o, b, k] for k in keys} for o, b in pairs},
+                    "rounds": {
+                        name: [r.figures for r in results] for name, results in runs.items()
+                    },
+                    "quick": args.quick,
+                },
+                f,
+                indent=2,
+            )
 
 
 if __name__ == "__main__":
