@@ -211,8 +211,12 @@ def remote_kernel(
         info = server.connection_info(kernel_id, launcher)
         # The provisioner points the client at the host it started the kernel on.
         client.load_connection_info({**info, "ip": "127.0.0.1"})
-        client.start_channels()
+        # No heartbeat channel: without a manager, wait_for_ready would judge the kernel by its
+        # heartbeat, which a loaded machine can miss for a second while the kernel still
+        # starts (it then gives up, "Kernel died"). The launcher process tells the truth.
+        client.start_channels(hb=False)
         client.wait_for_ready(timeout=TIMEOUT)
+        assert launcher.poll() is None, "the launcher exited"
         yield RemoteKernel(kernel_id, launcher, info, client, tmp_path)
     finally:
         client.stop_channels()
