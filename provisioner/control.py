@@ -39,6 +39,7 @@ from async_kernel_provisioner.errors import (
 __all__ = [
     "DIGEST_HISTORY_SIZE",
     "ControlAsker",
+    "KernelQuestions",
     "connect_control",
     "connection_fingerprint",
     "reply_content",
@@ -54,7 +55,41 @@ _READ_SLICE = 1.0
 """Seconds the reader waits for a message before checking whether anyone still waits."""
 
 
-class ControlAsker:
+class KernelQuestions:
+    """The questions the server side asks a kernel, built on one ``request`` (a subclass's):
+    shared by [ControlAsker][async_kernel_provisioner.control.ControlAsker] (ZMQ) and the
+    server extension's ``GatewayAsker`` (a gateway's websocket)."""
+
+    async def request(
+        self, msg_type: str, content: dict[str, Any] | None = None, *, timeout: float
+    ) -> dict[str, Any]:
+        """Send ``msg_type`` on the kernel's control channel and return the reply message."""
+        raise NotImplementedError
+
+    async def caller_state(self, *, timeout: float) -> CallerStateReply:
+        """Ask for the kernel's Caller state and return the ``caller_state_reply`` content.
+
+        Raises:
+            AsyncKernelError: what the subclass's ``request`` raises (e.g. ``KernelNotAlive``,
+                ``NoAnswerInTime``), and KernelReplyError when the reply is not a
+                ``caller_state_reply`` with ``status: "ok"``.
+        """
+        reply = await self.request(CALLER_STATE_REQUEST, {}, timeout=timeout)
+        return cast(CallerStateReply, reply_content(reply, CALLER_STATE_REPLY))
+
+    async def kernel_info(self, *, timeout: float) -> dict[str, Any]:
+        """Send ``kernel_info_request`` on control and return the ``kernel_info_reply`` content.
+
+        Raises:
+            AsyncKernelError: as for
+                [caller_state][async_kernel_provisioner.control.KernelQuestions.caller_state],
+                with ``kernel_info_reply`` the expected reply.
+        """
+        reply = await self.request("kernel_info_request", {}, timeout=timeout)
+        return reply_content(reply, "kernel_info_reply")
+
+
+class ControlAsker(KernelQuestions):
     """Requests and replies over one kernel client's control channel.
 
     Not thread-safe: use it from the one asyncio event loop that first sends a request (the
@@ -160,28 +195,6 @@ class ControlAsker:
             raise NoAnswerInTime(f"the kernel did not answer {msg_type} within {timeout:g} s")
         finally:
             self._waiting.pop(msg_id, None)
-
-    async def caller_state(self, *, timeout: float) -> CallerStateReply:
-        """Ask for the kernel's Caller state and return the ``caller_state_reply`` content.
-
-        Raises:
-            KernelNotAlive: see [request][async_kernel_provisioner.control.ControlAsker.request].
-            NoAnswerInTime: see [request][async_kernel_provisioner.control.ControlAsker.request].
-            KernelReplyError: the reply is not a ``caller_state_reply`` with ``status: "ok"``.
-        """
-        reply = await self.request(CALLER_STATE_REQUEST, {}, timeout=timeout)
-        return cast(CallerStateReply, reply_content(reply, CALLER_STATE_REPLY))
-
-    async def kernel_info(self, *, timeout: float) -> dict[str, Any]:
-        """Send ``kernel_info_request`` on control and return the ``kernel_info_reply`` content.
-
-        Raises:
-            KernelNotAlive: see [request][async_kernel_provisioner.control.ControlAsker.request].
-            NoAnswerInTime: see [request][async_kernel_provisioner.control.ControlAsker.request].
-            KernelReplyError: the reply is not a ``kernel_info_reply`` with ``status: "ok"``.
-        """
-        reply = await self.request("kernel_info_request", {}, timeout=timeout)
-        return reply_content(reply, "kernel_info_reply")
 
     def close(self) -> None:
         """Stop the reader, fail requests still waiting, and stop the client's channels.

@@ -45,9 +45,8 @@ from async_kernel.wire import (
     CALLER_STATE_REQUEST,
     USAGE_REPLY,
     USAGE_REQUEST,
-    CallerStateReply,
 )
-from async_kernel_provisioner.control import reply_content
+from async_kernel_provisioner.control import KernelQuestions
 from async_kernel_provisioner.errors import (
     AsyncKernelError,
     GatewayError,
@@ -85,7 +84,7 @@ def channels_url(gateway: GatewayClient, kernel_id: str, session_id: str) -> str
     return f"{base}?{urlencode({'session_id': session_id})}"
 
 
-class GatewayAsker:
+class GatewayAsker(KernelQuestions):
     """Requests and replies over a gateway's kernel websocket, on the control channel.
 
     Not thread-safe: use it from the Jupyter server's event loop. Requests that overlap share
@@ -116,11 +115,6 @@ class GatewayAsker:
     def closed(self) -> bool:
         """True once [close][async_kernel_server.gateway.GatewayAsker.close] was called."""
         return self._closed
-
-    @property
-    def connected(self) -> bool:
-        """Whether a websocket to the gateway is open now (between bursts it is not)."""
-        return self._websocket is not None
 
     @contextlib.asynccontextmanager
     async def burst(self) -> AsyncIterator[None]:
@@ -186,23 +180,6 @@ class GatewayAsker:
             if msg_id is not None:
                 self._waiting.pop(msg_id, None)
             self._release()
-
-    async def caller_state(self, *, timeout: float) -> CallerStateReply:
-        """Ask for the kernel's Caller state; return the ``caller_state_reply`` content.
-
-        Raises: as [request][async_kernel_server.gateway.GatewayAsker.request], and
-            KernelReplyError when the reply is not a ``caller_state_reply`` with ``status: "ok"``.
-        """
-        reply = await self.request(CALLER_STATE_REQUEST, {}, timeout=timeout)
-        return cast(CallerStateReply, reply_content(reply, CALLER_STATE_REPLY))
-
-    async def kernel_info(self, *, timeout: float) -> dict[str, Any]:
-        """Send ``kernel_info_request`` on control; return the ``kernel_info_reply`` content.
-
-        Raises: as [caller_state][async_kernel_server.gateway.GatewayAsker.caller_state].
-        """
-        reply = await self.request("kernel_info_request", {}, timeout=timeout)
-        return reply_content(reply, "kernel_info_reply")
 
     def close(self) -> None:
         """Close the websocket, fail requests still waiting; later requests raise. Idempotent."""
