@@ -37,7 +37,7 @@ class IOPub:
     `busy` and `idle`; while an execute request runs (in any shell: the main shell or a
     subshell), the idle of any other request, another shell's execute included, is followed by
     `busy` again, addressed to the running execute (the latest started, if several run). The
-    rule is applied in the iopub thread, where every status passes in the order it goes on the
+    rule is applied in the iopub socket's owner thread (ShellChannel), where every status passes in the order it goes on the
     wire, so a re-published busy can never follow the idle of the execute it is addressed to,
     however the threads race.
     """
@@ -46,7 +46,7 @@ class IOPub:
         self._channel = channel
         self._messenger = messenger
         self.streams: list[OutStream] = []
-        # Execute requests between their busy and idle, by msg_id (iopub thread only).
+        # Execute requests between their busy and idle, by msg_id (iopub owner thread only).
         self._running_executes: dict[str, Message] = {}
 
     @property
@@ -92,7 +92,7 @@ class IOPub:
     def _send_status(
         self, frames: list[Any], state: str, parent: Message | None, execute: bool
     ) -> None:
-        """Send one status and apply the status-truth rule. Iopub thread only, as an item of
+        """Send one status and apply the status-truth rule. Iopub owner thread only, as an item of
         the channel's outbox: the re-published busy follows the idle with nothing between."""
         self._channel.send_now(frames)
         running = self._running_executes

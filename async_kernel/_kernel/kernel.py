@@ -8,11 +8,10 @@ own and the modules (of `async_kernel._kernel`) whose code they run:
 | `MainThread` (shell caller) | | user code: the execute queue (`execute`), the comm queue (`comms`) |
 | `subshell-<id8>` (one per subshell) | | user code: the subshell's execute queue, and its comm queue if `comms_in_subshells` (`subshells`) |
 | `ControlThread` | control | the control routes (`routing`), subshells made and deleted (`subshells`); the parent-process watch (`lifecycle`) |
-| `ShellChannel` | shell, stdin | the shell routes (`routing`, `queries`, `comms`, `subshells`); input replies (`stdin`) |
+| `ShellChannel` | shell, stdin, iopub | the shell routes (`routing`, `queries`, `comms`, `subshells`); input replies (`stdin`); sends what every other thread publishes (`iostream`) |
 | `Introspection` | | completion and inspection (user code) with a time limit (`introspection`) |
 | `Debugger` (from the first debug request but `debugInfo`) | debugpy's adapter (TCP) | the debug protocol (`debugger`) |
 | `Debugger-inspect` | | lists the user's variables for the debugger (user code) with a time limit (`introspection`) |
-| `IOPub` | iopub | sends what every other thread publishes (`iostream`) |
 | `Heartbeat` | heartbeat | a plain zmq echo device (`lifecycle`) |
 
 Routes by message type (`Kernel._set_routes`): `execute_request` goes to a `queue_call` queue on
@@ -25,7 +24,7 @@ in the ShellChannel thread; control requests (interrupt, shutdown, kernel_info,
 usage, caller_state, create/delete/list subshell) in the ControlThread; debug requests are
 answered in order by the ControlThread, which awaits each from the Debugger thread. So every
 request but an execute is answered while a cell awaits, blocks or is stopped at a breakpoint.
-The threads that route messages (ShellChannel, ControlThread, IOPub) never run user code, and
+The threads that route messages (ShellChannel, ControlThread) never run user code, and
 the kernel's threads are hidden from the debugger (`debugger.threads`).
 
 `Kernel.run()` binds the sockets, makes the parts and wires them together, serves, and shuts down
@@ -150,8 +149,7 @@ class Kernel:
         spawn = self.shell_caller.get
         self.control_caller = spawn(name="ControlThread", backend=self.backend, protected=True)
         self.channel_caller = spawn(name="ShellChannel", backend=self.backend, protected=True)
-        self.iopub_caller = spawn(name="IOPub", backend=self.backend, protected=True)
-        for caller in (self.control_caller, self.channel_caller, self.iopub_caller):
+        for caller in (self.control_caller, self.channel_caller):
             hide_from_debugger(caller.thread)
         self.lifecycle = Lifecycle()
         try:
@@ -170,7 +168,7 @@ class Kernel:
         Messenger (a Session's replay history is one thread's)."""
         receiver = self.messenger.receiver
         self.iopub = IOPub(
-            SocketChannel("iopub", sockets.iopub, self.iopub_caller, None), self.messenger
+            SocketChannel("iopub", sockets.iopub, self.channel_caller, None), self.messenger
         )
         self.shell_router = Router(
             "shell", sockets.shell, self.channel_caller, receiver(), self.iopub
@@ -191,8 +189,8 @@ class Kernel:
         self.introspector = Introspector(
             self.shell_caller, time_limit=self.introspection_time_limit
         )
-        self.stdout = OutStream("stdout", self.iopub, self.iopub_caller, self._default_parent)
-        self.stderr = OutStream("stderr", self.iopub, self.iopub_caller, self._default_parent)
+        self.stdout = OutStream("stdout", self.iopub, self.channel_caller, self._default_parent)
+        self.stderr = OutStream("stderr", self.iopub, self.channel_caller, self._default_parent)
         self.iopub.streams = [self.stdout, self.stderr]
         restore_at_close(install_streams(self.stdout, self.stderr))
         self.shell = KernelShell.instance(iopub=self.iopub, kernel=self)
@@ -316,7 +314,7 @@ class Kernel:
             streams=streams,
             iopub=None if iopub is None else iopub.channel,
             introspector=getattr(self, "introspector", None),
-            threads=[self.channel_caller, self.control_caller, self.iopub_caller],
+            threads=[self.channel_caller, self.control_caller],
             history=None if shell is None else shell.history_manager,
         )
 

@@ -92,7 +92,7 @@ def caller_state_content(
        `Caller.get`, every `to_thread` worker), has a call scheduled (waiting, or in a
        `call_later` delay) or active, or a call waiting in a `queue_call` queue.
 
-    The kernel's other callers (ControlThread, ShellChannel, IOPub, the introspection workers)
+    The kernel's other callers (ControlThread, ShellChannel, the introspection workers)
     are protected, which marks a caller as the kernel's own, and never count: their serve loops
     and bookkeeping are always active. On a shell caller, which runs user code, the kernel's
     execute and comm queues are bookkeeping queues (`Caller._queue_bookkeeping`, counted by

@@ -19,7 +19,7 @@ from kernel_harness import Hold, KernelSession, wait_for_exit
 
 pytestmark = pytest.mark.timeout(120)
 
-KERNEL_THREADS = {"ControlThread", "ShellChannel", "IOPub", "Heartbeat", "Debugger"}
+KERNEL_THREADS = {"ControlThread", "ShellChannel", "Heartbeat", "Debugger"}
 
 
 @pytest.fixture

@@ -185,7 +185,7 @@ def test_clean_shutdown_closes_sockets_in_their_threads_and_restores_the_interpr
         "Closed the shell socket in thread ShellChannel",
         "Closed the stdin socket in thread ShellChannel",
         "Closed the control socket in thread ControlThread",
-        "Closed the iopub socket in thread IOPub",
+        "Closed the iopub socket in thread ShellChannel",
         "Terminated the zmq context",
         "Joined the heartbeat thread",
     ):
