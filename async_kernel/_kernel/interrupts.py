@@ -111,24 +111,54 @@ def count_as_kernel_code(directory: str) -> None:
         _kernel_dirs = (*_kernel_dirs, directory)
 
 
-def in_kernel_code(frame: FrameType | None, entry: CodeType) -> bool:
+def in_kernel_code(frame: FrameType | None, entry: CodeType, *, exact: bool = True) -> bool:
     """True if `frame` is executing async-kernel's own code (between it and `entry`).
 
     Walking from `frame` towards `entry`, the first frame that is async-kernel's or the user's
     decides: async-kernel's (a module of this package) means yes, unless its function is marked
     interruptible; the user's means no. Frames of other libraries (the standard library, trio,
     zmq) are passed over: they belong to whoever called them.
+
+    Executing the import machinery itself (the innermost frame is importlib's) counts as the
+    kernel's too: importlib takes its locks in Python code, and a KeyboardInterrupt raised
+    between taking one and the `try` that gives it back leaves it held, so that every later
+    import in every other thread waits forever (seen: a subshell interrupted inside
+    `run_code`'s own `import bdb`, and the main shell's next import hung). With `exact` (the
+    exception is raised in `frame` itself: the SIGINT handler), the code an import runs (a
+    module's body, a finder) is interruptible: importlib's frames below it are passed over, and
+    its locks are given back by the `with` and `try` blocks the exception passes through.
+    Without (`PyThreadState_SetAsyncExc`: it lands at the thread's next bytecode boundary,
+    perhaps back in importlib), every importlib frame on the way counts as the kernel's: a
+    subshell's cell is interrupted outside any import.
     """
+    if frame is not None and frame.f_code.co_filename.startswith(_IMPORT_MACHINERY):
+        return frame.f_code is not entry
+    if not exact and _inside_an_import(frame, entry):
+        return True
     while frame is not None and frame.f_code is not entry:
         code = frame.f_code
         if code in INTERRUPTIBLE:
             return False
-        if code.co_filename.startswith(_kernel_dirs):
+        filename = code.co_filename
+        if filename.startswith(_kernel_dirs):
             return True
-        if not _is_library(code.co_filename):
+        if not _is_library(filename):
             return False
         frame = frame.f_back
     return False
+
+
+def _inside_an_import(frame: FrameType | None, entry: CodeType) -> bool:
+    """Whether an importlib frame lies between `frame` and `entry`."""
+    while frame is not None and frame.f_code is not entry:
+        if frame.f_code.co_filename.startswith(_IMPORT_MACHINERY):
+            return True
+        frame = frame.f_back
+    return False
+
+
+_IMPORT_MACHINERY = "<frozen importlib."
+"""The file name of importlib's frozen modules (`_bootstrap`, `_bootstrap_external`)."""
 
 
 _LIBRARY_DIRS = tuple(
@@ -425,7 +455,7 @@ class ShellInterrupts:
 def _runs_target(thread_id: int, target: CodeType) -> bool:
     """Whether thread `thread_id` executes the target's own code right now (see the module doc)."""
     frame = sys._current_frames().get(thread_id)
-    return interrupts_execution_of(frame, target) and not in_kernel_code(frame, target)
+    return interrupts_execution_of(frame, target) and not in_kernel_code(frame, target, exact=False)
 
 
 def _set_async_exc(thread_id: int, exc: type[BaseException] | None) -> int:

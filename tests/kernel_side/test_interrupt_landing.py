@@ -4,6 +4,7 @@ marked interruptible (so that a cell blocked in `wait_sync` or `input()` can be 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import sys
@@ -114,3 +115,32 @@ def test_only_frames_above_the_entry_are_its_execution() -> None:
     assert interrupts_execution_of(inner_frame, entry.__code__)
     assert not interrupts_execution_of(entry_frame, entry.__code__)
     assert not interrupts_execution_of(sys._getframe(), entry.__code__)
+
+
+def test_the_import_machinery_may_not_but_what_it_runs_may() -> None:
+    """Executing importlib's frozen code counts as the kernel's (it takes its locks in Python
+    code); code an import calls (here a finder, as a module's body) is interruptible."""
+    seen: list[FrameType] = []
+
+    class Finder:
+        def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+            if name == "an_async_kernel_test_module_that_does_not_exist":
+                seen.append(sys._getframe())
+
+    finder = Finder()
+    sys.meta_path.insert(0, finder)
+    try:
+        with contextlib.suppress(ModuleNotFoundError):
+            import an_async_kernel_test_module_that_does_not_exist  # type: ignore[import-not-found]  # noqa: F401
+    finally:
+        sys.meta_path.remove(finder)
+    [finder_frame] = seen
+    importlib_frame = finder_frame.f_back
+    assert importlib_frame is not None
+    assert importlib_frame.f_code.co_filename.startswith("<frozen importlib")
+    assert in_kernel_code(importlib_frame, _entry.__code__)
+    assert not in_kernel_code(finder_frame, _entry.__code__)
+    # Raised at the thread's next bytecode boundary instead (a subshell's interrupt), it could
+    # land back in importlib: anything an import runs counts as the kernel's.
+    assert in_kernel_code(finder_frame, _entry.__code__, exact=False)
+    assert not in_kernel_code(sys._getframe(), _entry.__code__, exact=False)

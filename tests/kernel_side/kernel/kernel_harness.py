@@ -475,3 +475,24 @@ def wait_for_exit(pid: int, timeout: float) -> bool:
             return True
         if time.monotonic() > deadline:
             return False
+
+
+IMPORTING = (
+    "import importlib, sys\n"
+    "while True:\n"
+    "    sys.modules.pop('colorsys', None)\n"
+    "    importlib.import_module('colorsys')\n"
+    "    for _ in range(1_000_000):\n"
+    "        pass"
+)
+"""A cell that imports over and over (importlib's frozen frames), where an interrupt must not
+land, and spends as long in its own code, where it does (an interrupt waits until then)."""
+
+IMPORT_IN_ANOTHER_THREAD = (
+    "import importlib, sys, threading\n"
+    "sys.modules.pop('colorsys', None)\n"
+    "t = threading.Thread(target=importlib.import_module, args=('colorsys',))\n"
+    "t.start()\n"
+    "t.join(10)\n"
+    "print('imports', 'stuck' if t.is_alive() else 'work')"
+)

@@ -6,7 +6,7 @@ import time
 import uuid
 
 import pytest
-from kernel_harness import KernelSession
+from kernel_harness import IMPORT_IN_ANOTHER_THREAD, IMPORTING, KernelSession
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -88,6 +88,23 @@ def test_an_interrupt_never_lands_inside_the_kernels_own_code(
     )
     assert after.status == "ok", after.content
     assert after.stream("stdout") == "still serving\n"
+
+
+def test_an_interrupt_never_lands_inside_the_import_machinery(
+    fresh_kernel: KernelSession,
+) -> None:
+    """importlib takes its locks in Python code: a KeyboardInterrupt raised between taking one
+    and the `try` that gives it back would leave it held, and every later import in any other
+    thread would wait forever. The interrupt lands in the cell's own code instead."""
+    for _ in range(8):
+        cell = _start(fresh_kernel, IMPORTING)
+        fresh_kernel.send("interrupt_request", channel="control")
+        execution = fresh_kernel.collect(cell, timeout=10)
+        assert execution.status == "error", execution.content
+        assert execution.content["ename"] == "KeyboardInterrupt"
+    after = fresh_kernel.execute(IMPORT_IN_ANOTHER_THREAD)
+    assert after.status == "ok", after.content
+    assert after.stream("stdout") == "imports work\n"
 
 
 def test_kernel_manager_interrupts_by_message(fresh_kernel: KernelSession) -> None:

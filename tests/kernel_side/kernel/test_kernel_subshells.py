@@ -17,7 +17,15 @@ from typing import Any
 
 import pytest
 from jupyter_client.blocking.client import BlockingKernelClient
-from kernel_harness import TIMEOUT, Execution, Hold, KernelSession, wait_for_exit
+from kernel_harness import (
+    IMPORT_IN_ANOTHER_THREAD,
+    IMPORTING,
+    TIMEOUT,
+    Execution,
+    Hold,
+    KernelSession,
+    wait_for_exit,
+)
 from kernel_msgspec import Message, check_caller_state, check_message
 
 pytestmark = pytest.mark.timeout(120)
@@ -806,6 +814,25 @@ def test_an_interrupt_in_a_subshell_never_lands_inside_the_kernels_own_code(
         )
         assert after.status == "ok", after.content
         assert after.stream("stdout") == "still serving\n"
+
+
+def test_an_interrupt_in_a_subshell_never_lands_inside_the_import_machinery(
+    fresh_kernel: KernelSession,
+) -> None:
+    """As in the main shell: a KeyboardInterrupt raised inside importlib could leave an import
+    lock held by the subshell's thread, and the main shell's next import would wait forever."""
+    kernel = fresh_kernel
+    subshell_id = _create(kernel)
+    for _ in range(8):
+        cell = _start(kernel, IMPORTING, subshell_id)
+        kernel.send("interrupt_request", channel="control")
+        execution = kernel.collect(cell, timeout=30)
+        assert execution.status == "error", execution.content
+        assert execution.content["ename"] == "KeyboardInterrupt"
+    for shell in (None, subshell_id):
+        after = _execute(kernel, IMPORT_IN_ANOTHER_THREAD, shell)
+        assert after.status == "ok", after.content
+        assert after.stream("stdout") == "imports work\n"
 
 
 def test_an_interrupt_aborts_the_cells_queued_in_each_subshell(
