@@ -13,6 +13,12 @@ IPython shell and user namespace; the shell claims each stored cell's execution 
 lock ([KernelShell.claim_execution_count][async_kernel._kernel.shell.KernelShell.claim_execution_count]),
 so two cells never get the same count.
 
+A request's own messages (busy, `execute_input`, the reply, idle) are sent from the shell's
+thread itself when no other execute request waits in its queue: the client is waiting for them,
+and the thread that owns the sockets is not woken up for them. When more requests wait, they are
+handed to the socket owner's thread (`hand_over`), which sends them while the shell runs the next
+cell; either way they leave in order.
+
 Aborting: when a cell fails and its request has `stop_on_error` (the default), every request
 received until then by the same shell is aborted (other shells' queues are not touched); a
 shutdown request aborts every request received so far. An aborted request is answered
@@ -210,7 +216,7 @@ class Executor:
         current_parent.set(msg)
         self.record.last_parent = msg
         try:
-            self._iopub.status("busy", msg, execute=True)
+            self._iopub.status("busy", msg, execute=True, hand_over=stats.pending > 0)
         except BaseException:
             stats.running_since = None
             raise
@@ -230,9 +236,10 @@ class Executor:
                     self._abort_through = self._received
                 self._stdout.flush()
                 self._stderr.flush()
-            self._channel.send(self._messenger.reply_frames("execute_reply", reply, msg, idents))
+            frames = self._messenger.reply_frames("execute_reply", reply, msg, idents)
+            self._channel.send(frames, hand_over=stats.pending > 0)
         finally:
-            self._iopub.status("idle", msg, execute=True)
+            self._iopub.status("idle", msg, execute=True, hand_over=stats.pending > 0)
         if not stats.pending:
             self._schedule_history_write()
 
@@ -265,7 +272,10 @@ class Executor:
             try:
                 if not silent:
                     self._iopub.publish(
-                        "execute_input", {"code": code, "execution_count": count}, msg
+                        "execute_input",
+                        {"code": code, "execution_count": count},
+                        msg,
+                        hand_over=self.stats.pending > 0,
                     )
                 if scope.cancel_called:  # shutting down: the cell does not start
                     result = None

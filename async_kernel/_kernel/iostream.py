@@ -1,7 +1,8 @@
 """Publishing on iopub, and `sys.stdout` / `sys.stderr` batched into few stream messages.
 
-[IOPub][async_kernel._kernel.iostream.IOPub] serialises a message in the producing thread and hands the
-frames to the iopub socket's owner. Before any other message goes out, buffered stream text is
+[IOPub][async_kernel._kernel.iostream.IOPub] serialises a message in the producing thread and sends
+it from there, or hands it to the thread using the iopub socket at that moment
+([SocketChannel][async_kernel._kernel.channels.SocketChannel]). Before any other message goes out, buffered stream text is
 flushed, so output keeps the order the cell produced it in.
 
 [OutStream][async_kernel._kernel.iostream.OutStream] appends writes to a buffer (cheap, thread-safe) and
@@ -30,15 +31,15 @@ __all__ = ["IOPub", "OutStream", "install_streams"]
 
 
 class IOPub:
-    """Sends iopub messages from any thread through the iopub socket's owner.
+    """Sends iopub messages from any thread, in order, through the iopub socket's channel.
 
     **Status truth.** JupyterLab and jupyter_server keep one last-writer-wins execution state per
     kernel, so the kernel's last `status` must be its real state. Every request gets its own
     `busy` and `idle`; while an execute request runs (in any shell: the main shell or a
     subshell), the idle of any other request, another shell's execute included, is followed by
     `busy` again, addressed to the running execute (the latest started, if several run). The
-    rule is applied in the iopub socket's owner thread (ShellChannel), where every status passes in the order it goes on the
-    wire, so a re-published busy can never follow the idle of the execute it is addressed to,
+    rule is applied holding the iopub socket, where every status passes in the order it goes on
+    the wire, so a re-published busy can never follow the idle of the execute it is addressed to,
     however the threads race.
     """
 
@@ -46,7 +47,8 @@ class IOPub:
         self._channel = channel
         self._messenger = messenger
         self.streams: list[OutStream] = []
-        # Execute requests between their busy and idle, by msg_id (iopub owner thread only).
+        # Execute requests between their busy and idle, by msg_id (read and written only by
+        # the thread holding the iopub socket).
         self._running_executes: dict[str, Message] = {}
 
     @property
@@ -63,36 +65,48 @@ class IOPub:
         metadata: dict[str, Any] | None = None,
         buffers: Sequence[bytes | memoryview] | None = None,
         flush_streams: bool = True,
+        hand_over: bool = False,
     ) -> Message:
         """Publish a message addressed to `parent`; stream text buffered so far goes first.
 
         Thread-safe: messages published by one thread leave in the order they were published.
+        `hand_over`: leave the sending to the socket's owner thread (`SocketChannel.send`).
         """
         if flush_streams:
             for stream in self.streams:
                 stream.flush()
         msg = self._messenger.build(msg_type, content, parent, metadata=metadata)
-        self._channel.send(self._messenger.frames(msg, [msg_type.encode()], buffers))
+        frames = self._messenger.frames(msg, [msg_type.encode()], buffers)
+        self._channel.send(frames, hand_over=hand_over)
         return msg
 
-    def status(self, state: str, parent: Message | None, *, execute: bool = False) -> None:
+    def status(
+        self,
+        state: str,
+        parent: Message | None,
+        *,
+        execute: bool = False,
+        hand_over: bool = False,
+    ) -> None:
         """Publish `status` (busy / idle / starting) for `parent`. Thread-safe.
 
         `execute` marks the busy and idle that bracket an execute request: between them, the
         idle of any other request (another shell's execute included) is followed by `busy` for
-        the running execute.
+        the running execute. `hand_over` as for `publish`.
         """
         if state != "busy":
             for stream in self.streams:
                 stream.flush()
         msg = self._messenger.build("status", {"execution_state": state}, parent)
         frames = self._messenger.frames(msg, [b"status"])
-        self._channel.run_in_owner(self._send_status, frames, state, parent, execute)
+        self._channel.run_with_socket(
+            self._send_status, frames, state, parent, execute, hand_over=hand_over
+        )
 
     def _send_status(
         self, frames: list[Any], state: str, parent: Message | None, execute: bool
     ) -> None:
-        """Send one status and apply the status-truth rule. Iopub owner thread only, as an item of
+        """Send one status and apply the status-truth rule. Holding the iopub socket, as an item of
         the channel's outbox: the re-published busy follows the idle with nothing between."""
         self._channel.send_now(frames)
         running = self._running_executes
