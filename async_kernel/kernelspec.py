@@ -29,12 +29,12 @@ import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
-from typing import Any, Final
-
-from jupyter_client.kernelspec import KernelSpecManager
-from jupyter_core.paths import SYSTEM_JUPYTER_PATH
+from typing import TYPE_CHECKING, Any, Final
 
 from async_kernel.wire import PROVISIONER_NAME, Backend, validate_backend
+
+if TYPE_CHECKING:
+    from jupyter_client.kernelspec import KernelSpecManager
 
 __all__ = [
     "BACKEND_ENV",
@@ -365,7 +365,7 @@ def install_remote(
     if user and prefix:
         raise ValueError("Give either user=True or a prefix, not both.")
     sources = remote_launcher_files(remote)
-    manager = KernelSpecManager()
+    manager = _spec_manager()
     destination = os.path.join(_kernels_dir(manager, user=user, prefix=prefix), kernel_name)
     spec = make_remote_kernel_spec(remote, image_name, destination, valid, display_name)
     with tempfile.TemporaryDirectory(prefix="async-kernel-spec-") as staging:
@@ -426,7 +426,7 @@ def install(
     if user and prefix:
         raise ValueError("Give either user=True or a prefix, not both.")
     content = json.dumps(make_kernel_spec(valid, display_name), indent=2) + "\n"
-    manager = KernelSpecManager()
+    manager = _spec_manager()
     destination = os.path.join(_kernels_dir(manager, user=user, prefix=prefix), kernel_name)
     with tempfile.TemporaryDirectory(prefix="async-kernel-spec-") as staging:
         source = os.path.join(staging, kernel_name)
@@ -470,7 +470,7 @@ def remove(
     """
     if user and prefix:
         raise ValueError("Give either user=True or a prefix, not both.")
-    manager = KernelSpecManager()
+    manager = _spec_manager()
     if user or prefix:
         manager.kernel_dirs = [_kernels_dir(manager, user=user, prefix=prefix)]
     manager.ensure_native_kernel = False
@@ -495,7 +495,7 @@ def list_specs() -> list[KernelSpecInfo]:
 
     Kernelspecs whose `kernel.json` cannot be read are skipped (jupyter_client logs them).
     """
-    specs = KernelSpecManager().get_all_specs()
+    specs = _spec_manager().get_all_specs()
     rows = []
     for name, entry in specs.items():
         spec = entry.get("spec", {})
@@ -512,12 +512,22 @@ def list_specs() -> list[KernelSpecInfo]:
     return sorted(rows, key=lambda row: row.name)
 
 
+def _spec_manager() -> KernelSpecManager:
+    # Imported here: the kernel process imports this module (for its command line) and never
+    # needs jupyter_client, whose package import costs megabytes and tens of milliseconds.
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    return KernelSpecManager()
+
+
 def _kernels_dir(manager: KernelSpecManager, *, user: bool, prefix: str | None) -> str:
     # Where KernelSpecManager.install_kernel_spec puts kernelspecs (the same rule).
     if user:
         return str(manager.user_kernel_dir)
     if prefix:
         return os.path.join(os.path.abspath(prefix), "share", "jupyter", "kernels")
+    from jupyter_core.paths import SYSTEM_JUPYTER_PATH
+
     return os.path.join(SYSTEM_JUPYTER_PATH[0], "kernels")
 
 

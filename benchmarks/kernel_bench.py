@@ -27,7 +27,7 @@ import psutil
 import zmq
 from jupyter_client import KernelManager
 
-from async_kernel._kernel.messaging import KernelSession
+from async_kernel._kernel.messaging import WireSession
 from async_kernel.kernelspec import make_kernel_spec
 
 FLOOR_KERNEL = Path(__file__).resolve().with_name("floor_kernel.py")
@@ -59,13 +59,9 @@ class Client:
 
     def __init__(self, km: KernelManager) -> None:
         info = km.get_connection_info()
-        # The same lean client for every kernel: Session without date parsing, orjson packing.
-        self.session = KernelSession(
-            key=info["key"],
-            signature_scheme=info["signature_scheme"],
-            packer="orjson",
-            unpacker="orjson",
-        )
+        # The same lean client for every kernel: the kernel's own wire session (no date parsing,
+        # orjson), which writes and reads jupyter_client's format.
+        self.session = WireSession(key=info["key"], signature_scheme=info["signature_scheme"])
         self.ctx = zmq.Context()
         url = f"tcp://{info['ip']}:"
         self.shell = self.ctx.socket(zmq.DEALER)
@@ -86,15 +82,17 @@ class Client:
         msg = self.session.msg(msg_type, content)
         if subshell_id is not None:
             msg["header"]["subshell_id"] = subshell_id
-        self.session.send(socket, msg)
-        return msg["header"]["msg_id"]
+        socket.send_multipart(self.session.serialize(msg))
+        return str(msg["header"]["msg_id"])
 
     def recv(self, socket: zmq.Socket[Any], timeout: float = 60) -> dict[str, Any]:
         if not socket.poll(int(timeout * 1000)):
             raise TimeoutError("no reply")
-        _, msg = self.session.recv(socket, mode=0)
-        assert msg is not None
-        return msg
+        return self.parse(socket.recv_multipart())
+
+    def parse(self, frames: list[bytes]) -> dict[str, Any]:
+        _, parts = self.session.feed_identities(frames)
+        return self.session.deserialize(parts)
 
     def request(
         self, socket: zmq.Socket[Any], msg_type: str, content: dict[str, Any]
@@ -263,9 +261,7 @@ def bench_kernel(name: str, quick: bool) -> Result:
                     result.figures["print_to_reply_s"] = time.perf_counter() - t
                 continue
             if client.iopub.poll(50):
-                frames = client.iopub.recv_multipart()
-                _, parts = client.session.feed_identities(frames)
-                msg = client.session.deserialize(parts)
+                msg = client.parse(client.iopub.recv_multipart())
                 if msg["parent_header"].get("msg_id") != exec_id:
                     continue
                 if msg["msg_type"] == "stream":

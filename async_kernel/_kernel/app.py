@@ -44,13 +44,17 @@ def run_kernel(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from async_kernel._kernel.kernel import Kernel
 
-    kernel = Kernel(
-        connection_info,
-        chosen,
-        introspection_time_limit=introspection_timeout,
-        comms_in_subshells=comms_in_subshells,
-        debug_just_my_code=debug_just_my_code,
-    )
+    try:
+        kernel = Kernel(
+            connection_info,
+            chosen,
+            introspection_time_limit=introspection_timeout,
+            comms_in_subshells=comms_in_subshells,
+            debug_just_my_code=debug_just_my_code,
+        )
+    except (TypeError, ValueError) as e:  # e.g. an unknown signature_scheme, a key not a string
+        print(f"async-kernel: bad connection file {path}: {e}", file=sys.stderr)
+        return 1
     anyio.run(kernel.run, backend=chosen)
     sys.stdout.flush()
     return 0

@@ -15,7 +15,8 @@ import time
 from typing import Any
 
 import zmq
-from jupyter_client.session import Session
+
+from async_kernel._kernel.messaging import WireSession
 
 __all__ = ["KernelControl"]
 
@@ -40,7 +41,7 @@ class KernelControl:
         host = f"[{ip}]" if ":" in ip else ip
         self._address = f"tcp://{host}:{connection_info['control_port']}"
         key = connection_info.get("key", "")
-        self._session = Session(
+        self._session = WireSession(
             key=key.encode() if isinstance(key, str) else key,
             signature_scheme=connection_info.get("signature_scheme", "hmac-sha256"),
             username="async-kernel-launcher",
@@ -63,15 +64,13 @@ class KernelControl:
             if self._closed:
                 return None
             sock = self._connected()
-            sent = self._session.send(sock, msg_type, content or {})
-            assert sent is not None  # Session.send returns None only when told not to send
-            msg_id = sent["header"]["msg_id"]
+            msg_id = self._send(sock, msg_type, content)
             deadline = time.monotonic() + timeout
             while (remaining := deadline - time.monotonic()) > 0:
                 if not sock.poll(max(1, int(remaining * 1000))):
                     break
-                _, frames = self._session.feed_identities(sock.recv_multipart(copy=True))
                 try:
+                    _, frames = self._session.feed_identities(sock.recv_multipart(copy=True))
                     reply = self._session.deserialize(frames)
                 except Exception as e:  # A bad signature or frames: not our reply.
                     logger.warning("Dropped a malformed message on the control channel: %r", e)
@@ -91,7 +90,7 @@ class KernelControl:
         """
         with self._lock:
             if not self._closed:
-                self._session.send(self._connected(), msg_type, content or {})
+                self._send(self._connected(), msg_type, content)
 
     def close(self) -> None:
         """Close the socket and its context; later requests return None. Any thread."""
@@ -103,6 +102,11 @@ class KernelControl:
             if self._context is not None:
                 self._context.term()
                 self._context = None
+
+    def _send(self, sock: zmq.Socket[Any], msg_type: str, content: dict[str, Any] | None) -> str:
+        msg = self._session.msg(msg_type, content or {})
+        sock.send_multipart(self._session.serialize(msg))
+        return str(msg["header"]["msg_id"])
 
     def _connected(self) -> zmq.Socket[Any]:
         if self._socket is None:

@@ -233,6 +233,36 @@ def test_launch_unknown_backend_exits_2(cli: Cli, tmp_path: Path) -> None:
     assert "Unknown backend 'curio'" in result.stderr
 
 
+def test_launch_with_an_unreadable_connection_file_exits_1(cli: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "kernel.json"
+    path.write_text("{not json")
+    result = cli("-f", str(path))
+
+    assert result.returncode == 1
+    assert f"async-kernel: cannot read connection file {path}" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("signature_scheme", "md5", "signature_scheme must be 'hmac-' and a hashlib algorithm"),
+        ("signature_scheme", "hmac-nosuchhash", "got 'hmac-nosuchhash'"),
+    ],
+)
+def test_launch_with_a_bad_signature_scheme_exits_1_with_the_reason(
+    cli: Cli, tmp_path: Path, field: str, value: str, message: str
+) -> None:
+    path = tmp_path / "kernel.json"
+    info = {"ip": "127.0.0.1", "transport": "tcp", "key": "secret", field: value}
+    path.write_text(json.dumps(info))
+    result = cli("-f", str(path))
+
+    assert result.returncode == 1
+    assert f"async-kernel: bad connection file {path}" in result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize("command", [[], ["launch"]], ids=["no-subcommand", "launch"])
 def test_launch_passes_its_arguments_to_run_kernel(
     monkeypatch: pytest.MonkeyPatch, command: list[str]
