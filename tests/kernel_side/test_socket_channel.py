@@ -5,6 +5,7 @@ other threads' sends take the edge of its notification fd."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 from collections.abc import Iterator
@@ -34,13 +35,21 @@ def fast_switching() -> Iterator[None]:
     sys.setswitchinterval(saved)
 
 
-def _pair(context: zmq.Context[Any], name: str) -> tuple[zmq.Socket[Any], zmq.Socket[Any]]:
-    """A PUSH socket for the channel and the PULL peer that receives what it sends."""
+@pytest.fixture
+def pushing(
+    caller: Caller, context: zmq.Context[Any], request: pytest.FixtureRequest
+) -> Iterator[tuple[SocketChannel, zmq.Socket[Any]]]:
+    """A channel on a PUSH socket owned by `caller`, and the PULL peer that receives what it
+    sends; the channel is closed in its owner afterwards."""
+    address = f"inproc://{request.node.name}"
     push = context.socket(zmq.PUSH)
-    push.bind(f"inproc://{name}")
+    push.bind(address)
     pull = context.socket(zmq.PULL)
-    pull.connect(f"inproc://{name}")
-    return push, pull
+    pull.connect(address)
+    channel = SocketChannel("test", push, caller, None)
+    yield channel, pull
+    _close_in_owner(channel)
+    pull.close()
 
 
 def _recv(socket: zmq.Socket[Any]) -> list[bytes]:
@@ -48,9 +57,11 @@ def _recv(socket: zmq.Socket[Any]) -> list[bytes]:
     return socket.recv_multipart()
 
 
-def _block(caller: Caller, release: threading.Event) -> Any:
-    """Block the caller's thread until `release` is set; return once it is blocked."""
-    started = threading.Event()
+@contextlib.contextmanager
+def _owner_blocked(caller: Caller) -> Iterator[Any]:
+    """Block the caller's thread for the `with` block (entered once it is blocked); yield the
+    blocking call's Pending."""
+    started, release = threading.Event(), threading.Event()
 
     def wait() -> None:
         started.set()
@@ -58,7 +69,11 @@ def _block(caller: Caller, release: threading.Event) -> Any:
 
     blocked = caller.call_soon(wait)
     assert started.wait(TIMEOUT_MS / 1000)
-    return blocked
+    try:
+        yield blocked
+    finally:
+        release.set()
+    blocked.wait_sync(TIMEOUT_MS / 1000)
 
 
 def _close_in_owner(channel: SocketChannel) -> None:
@@ -66,44 +81,29 @@ def _close_in_owner(channel: SocketChannel) -> None:
 
 
 def test_a_send_goes_out_while_the_owner_is_blocked(
-    caller: Caller, context: zmq.Context[Any]
+    caller: Caller, pushing: tuple[SocketChannel, zmq.Socket[Any]]
 ) -> None:
-    push, pull = _pair(context, "blocked-owner")
-    channel = SocketChannel("test", push, caller, None)
-    release = threading.Event()
-    blocked = _block(caller, release)
-    try:
+    channel, pull = pushing
+    with _owner_blocked(caller) as blocked:
         channel.send([b"from", b"the test thread"])
         assert _recv(pull) == [b"from", b"the test thread"]
         assert not blocked.done()
-    finally:
-        release.set()
-    blocked.wait_sync(TIMEOUT_MS / 1000)
-    _close_in_owner(channel)
-    pull.close()
 
 
-def test_a_hand_over_send_is_left_to_the_owner(caller: Caller, context: zmq.Context[Any]) -> None:
-    push, pull = _pair(context, "hand-over")
-    channel = SocketChannel("test", push, caller, None)
-    release = threading.Event()
-    blocked = _block(caller, release)
-    try:
+def test_a_hand_over_send_is_left_to_the_owner(
+    caller: Caller, pushing: tuple[SocketChannel, zmq.Socket[Any]]
+) -> None:
+    channel, pull = pushing
+    with _owner_blocked(caller):
         channel.send([b"handed", b"over"], hand_over=True)
         assert not pull.poll(100), "sent by the handing thread"
-    finally:
-        release.set()
     assert _recv(pull) == [b"handed", b"over"]
-    blocked.wait_sync(TIMEOUT_MS / 1000)
-    _close_in_owner(channel)
-    pull.close()
 
 
 def test_frames_handed_over_while_another_thread_holds_the_socket_are_sent_by_it(
-    caller: Caller, context: zmq.Context[Any]
+    pushing: tuple[SocketChannel, zmq.Socket[Any]],
 ) -> None:
-    push, pull = _pair(context, "held")
-    channel = SocketChannel("test", push, caller, None)
+    channel, pull = pushing
     holding = threading.Event()
     release = threading.Event()
 
@@ -123,26 +123,20 @@ def test_frames_handed_over_while_another_thread_holds_the_socket_are_sent_by_it
         release.set()
     holder.join(TIMEOUT_MS / 1000)
     assert _recv(pull) == [b"second"]
-    _close_in_owner(channel)
-    pull.close()
 
 
 def test_send_now_outside_an_outbox_item_is_refused(
-    caller: Caller, context: zmq.Context[Any]
+    pushing: tuple[SocketChannel, zmq.Socket[Any]],
 ) -> None:
-    push, pull = _pair(context, "refused")
-    channel = SocketChannel("test", push, caller, None)
+    channel, _ = pushing
     with pytest.raises(RuntimeError, match="not held"):
         channel.send_now([b"x"])
-    _close_in_owner(channel)
-    pull.close()
 
 
 def test_concurrent_senders_lose_nothing_and_keep_their_order(
-    caller: Caller, context: zmq.Context[Any], fast_switching: None
+    caller: Caller, pushing: tuple[SocketChannel, zmq.Socket[Any]], fast_switching: None
 ) -> None:
-    push, pull = _pair(context, "many")
-    channel = SocketChannel("test", push, caller, None)
+    channel, pull = pushing
     senders, count = 6, 2000
     start = threading.Barrier(senders + 1)
 
@@ -165,8 +159,6 @@ def test_concurrent_senders_lose_nothing_and_keep_their_order(
     for thread in threads:
         thread.join(TIMEOUT_MS / 1000)
     assert not pull.poll(100)
-    _close_in_owner(channel)
-    pull.close()
 
 
 def test_the_owner_reads_every_request_while_other_threads_reply(
