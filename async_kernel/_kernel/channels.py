@@ -128,20 +128,17 @@ class SocketChannel:
 
     @contextlib.contextmanager
     def _holding(self) -> Iterator[None]:
-        """Hold the socket, waiting for it if another thread has it. Whatever other threads
-        handed over meanwhile (they found the socket taken) is sent before letting go, and
-        what came after that by `_work_off`, so nothing is stranded in the outbox."""
+        """Hold the socket, waiting for it if another thread has it. What other threads handed
+        over meanwhile (they found the socket taken) is sent on letting go (`_work_off`), so
+        nothing is stranded in the outbox."""
         self._lock.acquire()
-        self._holder = threading.get_ident()
         try:
+            self._holder = threading.get_ident()
             yield
         finally:
-            try:
-                self._run_outbox()
-            finally:
-                self._holder = None
-                self._lock.release()
-        self._work_off()
+            self._holder = None
+            self._lock.release()
+            self._work_off()
 
     def send(self, frames: list[Any], *, hand_over: bool = False) -> None:
         """Send `frames` from any thread, after everything handed to this channel before (see
@@ -179,14 +176,13 @@ class SocketChannel:
         while outbox:
             if not lock.acquire(blocking=False):
                 break
-            self._holder = threading.get_ident()
             try:
+                self._holder = threading.get_ident()
                 self._run_outbox()
                 sent = True
                 if reads and not is_owner and not waiting:
                     # The sends may have taken the edge that announced incoming messages.
-                    socket = self.socket
-                    waiting = _has_incoming(socket)
+                    waiting = _has_incoming(self.socket)
             finally:
                 self._holder = None
                 lock.release()
